@@ -1,0 +1,29 @@
+# vicuna: the two set-up commands of the README (`make demo`, `make test`) and the build they share.
+# Each target installs what it needs (a virtual environment with torch==2.13.0 for libtorch) and is
+# idempotent: a second run only rebuilds what changed.
+VENV ?= $(CURDIR)/.venv
+export VIRTUAL_ENV := $(VENV)
+export PATH := $(VENV)/bin:$(PATH)
+export LIBTORCH_USE_PYTORCH := 1
+CARGO ?= cargo
+DEMO_OUT ?= out/demo
+
+.PHONY: setup build demo test fmt clean
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --release --locked
+
+demo: build
+	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
+
+test: setup
+	$(CARGO) test --release --locked
+
+fmt:
+	$(CARGO) fmt
+
+clean:
+	$(CARGO) clean

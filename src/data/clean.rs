@@ -1,0 +1,203 @@
+//! `prep clean`: one raw ShareGPT record in, one clean conversation (or a drop reason) out.
+//! Assistant turns of ChatGPT page HTML become markdown (`html`); human turns stay plain text,
+//! minus the pager glued to their start and, in the sanitizer era, the entity escaping; service
+//! errors, blocked words and plugin conversations are dropped; roles are normalised and the turn
+//! structure repaired as FastChat's `clean_sharegpt` does, with its leaks closed (it lets rate-limit
+//! turns through, matches blocked words on raw HTML and parses user text as HTML).
+use super::conversation::{owned_extra, Conversation, RawConversation, Role, Turn};
+use super::html;
+use super::report::Reason;
+use std::borrow::Cow;
+
+/// Settings of the clean stage.
+#[derive(Debug, Clone)]
+pub struct CleanOptions {
+    /// Lower-case words; a conversation with any of them in any converted turn is dropped.
+    pub blocked_words: Vec<String>,
+}
+
+impl Default for CleanOptions {
+    fn default() -> Self {
+        CleanOptions { blocked_words: vec!["openai".into(), "chatgpt".into()] }
+    }
+}
+
+/// Cleans one record (the JSON text of one element of a dump); `index` names records without id.
+pub fn clean_record(json: &str, index: usize, options: &CleanOptions) -> Result<Conversation, Reason> {
+    let raw = RawConversation::parse(json, index)?;
+    if is_plugin_conversation(&raw) {
+        return Err(Reason::Plugins);
+    }
+    let mut roles = Vec::with_capacity(raw.turns.len());
+    for t in &raw.turns {
+        roles.push(Role::parse(&t.role).ok_or(Reason::UnknownRole)?);
+    }
+    // The sanitizer era stored human turns entity-escaped; its assistant HTML has bare `<div>`s.
+    let sanitized = raw.turns.iter().zip(&roles).any(|(t, r)| *r == Role::Assistant && t.text.starts_with("<div>"));
+
+    let mut system = raw.system.map(Cow::into_owned);
+    let mut turns: Vec<Turn> = Vec::with_capacity(raw.turns.len());
+    for (i, (t, &role)) in raw.turns.iter().zip(&roles).enumerate() {
+        let text = match role {
+            Role::System if i == 0 && system.is_none() => {
+                system = Some(t.text.to_string());
+                continue;
+            }
+            Role::System => return Err(Reason::WrongFormat),
+            Role::User => clean_human(&t.text, sanitized),
+            Role::Assistant => {
+                let text = if html::is_chatgpt_html(&t.text) { html::to_markdown(&t.text) } else { t.text.to_string() };
+                if is_service_error(&text) {
+                    return Err(Reason::ServiceError);
+                }
+                text
+            }
+        };
+        turns.push(Turn { role, text });
+    }
+    repair_structure(&mut turns)?;
+    if contains_blocked_word(&turns, &options.blocked_words) {
+        return Err(Reason::BlockedWords);
+    }
+    Ok(Conversation { id: raw.id, system, turns, extra: owned_extra(raw.extra) })
+}
+
+/// Leading non-user turns and a trailing user turn are dropped, an empty turn ends the
+/// conversation there, and what is left must alternate user, assistant.
+pub fn repair_structure(turns: &mut Vec<Turn>) -> Result<(), Reason> {
+    if let Some(empty) = turns.iter().position(|t| t.text.trim().is_empty()) {
+        turns.truncate(empty);
+    }
+    let first_user = turns.iter().position(|t| t.role == Role::User).unwrap_or(turns.len());
+    turns.drain(..first_user);
+    if turns.last().is_some_and(|t| t.role == Role::User) {
+        turns.pop();
+    }
+    for (i, t) in turns.iter().enumerate() {
+        let expected = if i % 2 == 0 { Role::User } else { Role::Assistant };
+        if t.role != expected {
+            return Err(Reason::WrongFormat);
+        }
+    }
+    if turns.len() < 2 {
+        return Err(Reason::TooShort);
+    }
+    Ok(())
+}
+
+/// A human turn: entities decoded in the sanitizer era, the pager text removed. Never parsed as HTML.
+pub fn clean_human(text: &str, sanitized: bool) -> String {
+    let text = if sanitized { html::decode_entities(text) } else { Cow::Borrowed(text) };
+    strip_pager(&text).to_string()
+}
+
+/// Removes the regenerate pager ("2 / 2") that the export glued to the start of a human turn.
+/// It is `N / M` with 1 <= N <= M < 100 and no separator before the text; a real fraction is
+/// followed by a space or punctuation ("3 / 4 cup"), so it stays. When the text itself starts
+/// with digits ("1 / 12019 was..."), the shortest count M >= N is taken as the pager.
+pub fn strip_pager(text: &str) -> &str {
+    let b = text.as_bytes();
+    let n_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
+    if n_len == 0 || n_len > 2 || !text[n_len..].starts_with(" / ") {
+        return text;
+    }
+    let n: u32 = text[..n_len].parse().unwrap_or(0);
+    let m_start = n_len + 3;
+    let digits = b[m_start..].iter().take_while(|c| c.is_ascii_digit()).count();
+    for m_len in 1..=digits.min(2) {
+        let m: u32 = text[m_start..m_start + m_len].parse().unwrap_or(0);
+        let rest = &text[m_start + m_len..];
+        if n >= 1 && n <= m && pager_follower(rest) {
+            return rest;
+        }
+    }
+    text
+}
+
+/// Whether the text after a candidate pager starts like a glued-on message rather than the rest
+/// of a fraction: not empty, not whitespace, not closing punctuation.
+fn pager_follower(rest: &str) -> bool {
+    match rest.chars().next() {
+        None => false,
+        Some(c) => !c.is_whitespace() && !matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | '%' | ')' | ']' | '}' | '/'),
+    }
+}
+
+/// Messages the ChatGPT page showed instead of an answer. Whole-turn matches (case-insensitive),
+/// except the content-policy notice, which prefixed an answer it flagged.
+const SERVICE_ERRORS: &[&str] = &[
+    "too many requests in 1 hour. try again later.",
+    "too many requests, please slow down",
+    "an error occurred. if this issue persists please contact us through our help center at help.openai.com.",
+    "network error",
+    "something went wrong, please try reloading the conversation.",
+    "something went wrong. if this issue persists please contact us through our help center at help.openai.com.",
+    "there was an error generating a response",
+    "hmm...something seems to have gone wrong.",
+    "error in body stream",
+    "load failed",
+    "conversation not found",
+];
+const POLICY_PREFIXES: &[&str] =
+    &["!contents may violate our content policy", "!this content may violate our content policy"];
+
+/// Whether an assistant turn is a service error rather than an answer.
+pub fn is_service_error(text: &str) -> bool {
+    let t = text.trim();
+    if t.len() > 200 {
+        return POLICY_PREFIXES.iter().any(|p| starts_with_ignore_case(t, p));
+    }
+    let lower = t.to_lowercase();
+    SERVICE_ERRORS.contains(&lower.as_str()) || POLICY_PREFIXES.iter().any(|p| lower.starts_with(p))
+}
+
+fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
+    text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
+}
+
+/// Blocked words are matched on the converted text, case-insensitively, in every turn.
+pub fn contains_blocked_word(turns: &[Turn], words: &[String]) -> bool {
+    !words.is_empty()
+        && turns.iter().any(|t| {
+            let lower = t.text.to_lowercase();
+            words.iter().any(|w| lower.contains(w.as_str()))
+        })
+}
+
+/// Plugin conversations (ChatGPT's plugin model calling tools) are not plain chats: the record's
+/// `model` field names plugins, a turn comes from a tool, or the page header "Model: Plugins"
+/// was copied into the first turn.
+fn is_plugin_conversation(raw: &RawConversation) -> bool {
+    let model_is_plugins =
+        raw.extra.iter().any(|(k, v)| k == "model" && v.get().to_ascii_lowercase().contains("plugin"));
+    let tool_turn = raw.turns.iter().any(|t| matches!(t.role.as_ref(), "plugin" | "tool" | "function"));
+    let header = raw.turns.first().is_some_and(|t| t.text.trim_start().starts_with("Model: Plugins"));
+    model_is_plugins || tool_turn || header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pager_is_removed_but_fractions_stay() {
+        assert_eq!(strip_pager("2 / 2Write a poem"), "Write a poem");
+        assert_eq!(strip_pager("1 / 1\"quoted\""), "\"quoted\"");
+        assert_eq!(strip_pager("3 / 4 cup of flour"), "3 / 4 cup of flour");
+        assert_eq!(strip_pager("1 / 2."), "1 / 2.");
+        assert_eq!(strip_pager("3 / 2Write"), "3 / 2Write");
+        assert_eq!(strip_pager("1 / 12019 was a year"), "2019 was a year");
+        assert_eq!(strip_pager("10 / 10ok"), "ok");
+        assert_eq!(strip_pager("1 / 1"), "1 / 1");
+        assert_eq!(strip_pager("hello 1 / 1x"), "hello 1 / 1x");
+    }
+
+    #[test]
+    fn service_errors_are_recognised_and_answers_are_not() {
+        assert!(is_service_error("Too many requests in 1 hour. Try again later."));
+        assert!(is_service_error(" network error\n"));
+        assert!(is_service_error("!Contents may violate our content policy"));
+        assert!(!is_service_error("A network error happens when the cable is unplugged."));
+        assert!(!is_service_error("Too many requests in 1 hour is a limit some APIs set; try again later."));
+    }
+}

@@ -1,0 +1,165 @@
+//! The record pipeline every `prep` command runs: input files are mapped, records are read and
+//! cleaned or filtered in parallel batches (rayon), then deduplicated, selected and written in
+//! input order, so the output is the same whatever the thread count. Memory stays at one batch
+//! plus the dedup keys, whatever the input size. Every record ends up written or counted in the
+//! report under the reason it was dropped.
+use super::clean::{clean_record, CleanOptions};
+use super::conversation::{Conversation, Style};
+use super::convert::parse_any;
+use super::dedup::Dedup;
+use super::filter::{self, FilterOptions};
+use super::records::RecordFile;
+use super::report::{Reason, Report};
+use super::writer::RecordWriter;
+use anyhow::{bail, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use rayon::prelude::*;
+use std::path::{Path, PathBuf};
+
+/// How records are read.
+#[derive(Debug, Clone)]
+pub enum Read {
+    /// Raw ShareGPT export: HTML to markdown, pager, service errors, blocked words (`clean`).
+    Clean(CleanOptions),
+    /// Clean conversations in ShareGPT or OpenAI shape.
+    Conversations,
+    /// Any shape, Alpaca included (`convert`).
+    AnyShape,
+}
+
+/// Which records a run keeps, by their position across all inputs (`sample`, `split-train-test`).
+pub type Select<'a> = &'a (dyn Fn(usize) -> bool + Sync);
+
+/// One run of the pipeline: how to read, what to drop, how to write.
+pub struct Plan<'a> {
+    /// The command name shown in the report.
+    pub command: &'a str,
+    pub read: Read,
+    pub filter: FilterOptions,
+    pub dedup: bool,
+    pub select: Option<Select<'a>>,
+    pub style: Style,
+    /// Malformed records (not an object, missing or mistyped fields) stop the run instead of being counted.
+    pub strict: bool,
+}
+
+impl Plan<'_> {
+    /// A plan that only reads `read` and writes, with nothing dropped on purpose.
+    pub fn new(command: &str, read: Read) -> Plan<'_> {
+        Plan {
+            command,
+            read,
+            filter: FilterOptions::default(),
+            dedup: false,
+            select: None,
+            style: Style::default(),
+            strict: false,
+        }
+    }
+}
+
+/// Records processed per parallel batch: large enough to keep both cores busy, small enough that
+/// a batch of converted conversations stays a few MB.
+const BATCH: usize = 2048;
+
+/// Opens every input (failing early on malformed JSON, before any output is written).
+pub fn open_all(inputs: &[PathBuf]) -> Result<Vec<RecordFile>> {
+    inputs.iter().map(|p| RecordFile::open(p)).collect()
+}
+
+/// Runs `plan` over `inputs` into `output` (format from its extension); returns the report.
+pub fn run(plan: &Plan, inputs: &[PathBuf], output: &Path) -> Result<Report> {
+    let files = open_all(inputs)?;
+    let mut writer = RecordWriter::create(output)?;
+    let report = run_into(plan, &files, &mut |_, bytes| writer.push(bytes))?;
+    writer.finish()?;
+    Ok(report)
+}
+
+/// Runs `plan` over opened files, handing each kept record (its global index and its JSON) to `sink`.
+pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &[u8]) -> Result<()>) -> Result<Report> {
+    let total: usize = files.iter().map(RecordFile::len).sum();
+    let mut report = Report::new(plan.command);
+    report.records_in = total;
+    let bar = progress_bar(total as u64, plan.command);
+    let mut dedup = Dedup::default();
+    let mut base = 0;
+    for file in files {
+        let mut start = 0;
+        while start < file.len() {
+            let end = (start + BATCH).min(file.len());
+            let outcomes: Vec<Result<(Conversation, Vec<u8>), Reason>> =
+                (start..end).into_par_iter().map(|i| process(plan, file, i, base + i)).collect();
+            for (offset, outcome) in outcomes.into_iter().enumerate() {
+                let i = start + offset;
+                let kept = match outcome {
+                    Err(reason) => Err(reason),
+                    Ok((conversation, bytes)) => match plan.dedup.then(|| dedup.check(&conversation)).flatten() {
+                        Some(reason) => Err(reason),
+                        None => Ok(bytes),
+                    },
+                };
+                match kept {
+                    Ok(bytes) => {
+                        sink(base + i, &bytes)?;
+                        report.records_out += 1;
+                    }
+                    Err(reason) if plan.strict && is_malformed(reason) => bail!(
+                        "{}: record {} at byte offset {} is malformed ({}); fix the record or run without --strict to skip it",
+                        file.path().display(),
+                        i,
+                        file.offset(i),
+                        reason.name()
+                    ),
+                    Err(reason) => report.drop(reason),
+                }
+            }
+            bar.inc((end - start) as u64);
+            start = end;
+        }
+        base += file.len();
+    }
+    bar.finish_and_clear();
+    Ok(report)
+}
+
+/// Reads, cleans and filters one record, and serialises it when it is kept.
+fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<(Conversation, Vec<u8>), Reason> {
+    if plan.select.is_some_and(|select| !select(global)) {
+        return Err(Reason::NotSelected);
+    }
+    let json = file.record(i);
+    let conversation = match &plan.read {
+        Read::Clean(options) => clean_record(json, global, options)?,
+        Read::Conversations => Conversation::parse(json, global)?,
+        Read::AnyShape => parse_any(json, global)?,
+    };
+    if plan.filter.is_active() {
+        if let Some(reason) = filter::check(&conversation, &plan.filter) {
+            return Err(reason);
+        }
+    }
+    let mut bytes = Vec::with_capacity(json.len());
+    conversation.write_json(plan.style, &mut bytes);
+    Ok((conversation, bytes))
+}
+
+/// Reasons that mean the input itself is broken (fatal under `--strict`), as opposed to content
+/// the pipeline decided to drop.
+fn is_malformed(reason: Reason) -> bool {
+    matches!(
+        reason,
+        Reason::NotAnObject | Reason::BadId | Reason::MissingConversations | Reason::BadTurn | Reason::UnknownRole
+    )
+}
+
+/// A bar with rate and ETA on stderr; indicatif hides it when stderr is not a terminal.
+pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len);
+    let style = ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} records {per_sec} ETA {eta}")
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_message(what.to_string());
+    bar
+}

@@ -1,0 +1,29 @@
+//! Which libtorch the binary runs on and what accelerators it sees. `vicuna env` prints it, and the
+//! test suite calls it so that CI proves libtorch links and loads through the rpath.
+use serde::Serialize;
+
+/// What a user needs to know before a long run: the libtorch in use and the devices it can reach.
+#[derive(Debug, Clone, Serialize)]
+pub struct Runtime {
+    /// Version of the tch crate (it pins the libtorch version it binds).
+    pub tch_version: &'static str,
+    /// Threads libtorch uses for intra-op parallelism on CPU.
+    pub cpu_threads: i32,
+    /// Whether a CUDA device is usable (drivers and a GPU present).
+    pub cuda_available: bool,
+    /// Number of CUDA devices visible to this process.
+    pub cuda_devices: i64,
+    /// Whether cuDNN is usable (affects attention and conv kernels on GPU).
+    pub cudnn_available: bool,
+}
+
+/// Queries libtorch; the first call loads it, so a broken install fails here with the loader's message.
+pub fn runtime() -> Runtime {
+    Runtime {
+        tch_version: "0.26",
+        cpu_threads: tch::get_num_threads(),
+        cuda_available: tch::Cuda::is_available(),
+        cuda_devices: tch::Cuda::device_count(),
+        cudnn_available: tch::Cuda::cudnn_is_available(),
+    }
+}

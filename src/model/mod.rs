@@ -1,0 +1,3 @@
+//! The LLaMA model family on libtorch (tch): device selection now; config, layers, weights and
+//! generation as they land.
+pub mod device;

@@ -1,0 +1,89 @@
+//! Shared fixtures of the integration tests: running the built `vicuna` binary in a scratch
+//! directory and reading what it wrote.
+#![allow(dead_code)]
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// A scratch directory that disappears with the test.
+pub struct Scratch {
+    pub dir: tempfile::TempDir,
+}
+
+impl Scratch {
+    pub fn new() -> Scratch {
+        Scratch { dir: tempfile::tempdir().expect("temporary directory") }
+    }
+
+    /// A path inside the scratch directory.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes `text` to `name` and returns its path.
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, text).expect("write fixture");
+        p
+    }
+
+    /// Writes raw bytes to `name` and returns its path.
+    pub fn write_bytes(&self, name: &str, bytes: &[u8]) -> PathBuf {
+        let p = self.path(name);
+        std::fs::write(&p, bytes).expect("write fixture");
+        p
+    }
+}
+
+/// The repository root (for bundled examples and golden files).
+pub fn repo() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Runs `vicuna` with `args` and returns its output.
+pub fn vicuna(args: &[&str]) -> Output {
+    vicuna_env(args, &[])
+}
+
+/// Runs `vicuna` with `args` and extra environment variables.
+pub fn vicuna_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+    cmd.args(args).env_remove("LD_LIBRARY_PATH");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run vicuna")
+}
+
+/// Runs `vicuna`, asserts success and returns stdout.
+pub fn ok(args: &[&str]) -> String {
+    let out = vicuna(args);
+    assert!(out.status.success(), "vicuna {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).expect("utf-8 stdout")
+}
+
+/// Runs `vicuna`, asserts failure and returns stderr.
+pub fn fails(args: &[&str]) -> String {
+    let out = vicuna(args);
+    assert!(!out.status.success(), "vicuna {args:?} succeeded but should fail");
+    String::from_utf8(out.stderr).expect("utf-8 stderr")
+}
+
+/// Reads a JSON or JSON Lines file into values.
+pub fn read_records(path: &Path) -> Vec<serde_json::Value> {
+    let text = std::fs::read_to_string(path).expect("read output");
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        text.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).expect("json line")).collect()
+    } else {
+        serde_json::from_str::<Vec<serde_json::Value>>(&text).expect("json array")
+    }
+}
+
+/// The `from`/`value` pairs of a ShareGPT record.
+pub fn turns(record: &serde_json::Value) -> Vec<(String, String)> {
+    record["conversations"]
+        .as_array()
+        .expect("conversations")
+        .iter()
+        .map(|t| (t["from"].as_str().unwrap().to_string(), t["value"].as_str().unwrap().to_string()))
+        .collect()
+}
