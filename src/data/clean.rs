@@ -93,7 +93,7 @@ pub fn clean_human(text: &str, sanitized: bool) -> String {
 
 /// Removes the regenerate pager ("2 / 2") that the export glued to the start of a human turn.
 /// It is `N / M` with 1 <= N <= M < 100 and no separator before the text; a real fraction is
-/// followed by a space or punctuation ("3 / 4 cup"), so it stays. When the text itself starts
+/// followed by whitespace or ends the turn ("3 / 4 cup"), so it stays. When the text itself starts
 /// with digits ("1 / 12019 was..."), the shortest count M >= N is taken as the pager.
 pub fn strip_pager(text: &str) -> &str {
     let b = text.as_bytes();
@@ -107,20 +107,12 @@ pub fn strip_pager(text: &str) -> &str {
     for m_len in 1..=digits.min(2) {
         let m: u32 = text[m_start..m_start + m_len].parse().unwrap_or(0);
         let rest = &text[m_start + m_len..];
-        if n >= 1 && n <= m && pager_follower(rest) {
+        let glued = rest.chars().next().is_some_and(|c| !c.is_whitespace());
+        if n >= 1 && n <= m && glued {
             return rest;
         }
     }
     text
-}
-
-/// Whether the text after a candidate pager starts like a glued-on message rather than the rest
-/// of a fraction: not empty, not whitespace, not closing punctuation.
-fn pager_follower(rest: &str) -> bool {
-    match rest.chars().next() {
-        None => false,
-        Some(c) => !c.is_whitespace() && !matches!(c, '.' | ',' | ';' | ':' | '!' | '?' | '%' | ')' | ']' | '}' | '/'),
-    }
 }
 
 /// Messages the ChatGPT page showed instead of an answer. Whole-turn matches (case-insensitive),
@@ -184,7 +176,8 @@ mod tests {
         assert_eq!(strip_pager("2 / 2Write a poem"), "Write a poem");
         assert_eq!(strip_pager("1 / 1\"quoted\""), "\"quoted\"");
         assert_eq!(strip_pager("3 / 4 cup of flour"), "3 / 4 cup of flour");
-        assert_eq!(strip_pager("1 / 2."), "1 / 2.");
+        assert_eq!(strip_pager("1 / 2. Based on the report"), ". Based on the report");
+        assert_eq!(strip_pager("3 / 4\ncup"), "3 / 4\ncup");
         assert_eq!(strip_pager("3 / 2Write"), "3 / 2Write");
         assert_eq!(strip_pager("1 / 12019 was a year"), "2019 was a year");
         assert_eq!(strip_pager("10 / 10ok"), "ok");

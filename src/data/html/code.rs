@@ -2,18 +2,15 @@
 //! end tag at once so the highlight spans inside never reach the writer.
 
 use super::render::{Kind, Renderer};
-use super::scan::{attr, Scanner, Tok};
+use super::scan::{attr, decode_into, Scanner, Tok};
 
 impl<'a> Renderer<'a> {
     /// Reads decoded text up to the end tag `end`, dropping the tags in between, into `tmp`.
-    fn collect_until(&mut self, end: &str, into_tmp: bool) {
+    fn collect_until(&mut self, end: &str) {
         for t in self.sc.by_ref() {
             match t {
                 Tok::Text(s) => {
-                    let d = super::scan::decode_entities(s);
-                    if into_tmp {
-                        self.tmp.push_str(&d);
-                    }
+                    decode_into(&mut self.tmp, s);
                 }
                 Tok::End { name } if name.eq_ignore_ascii_case(end) => return,
                 _ => {}
@@ -24,7 +21,7 @@ impl<'a> Renderer<'a> {
     /// `<code>` outside `<pre>`: backtick span long enough for the content.
     pub(super) fn inline_code(&mut self) {
         self.tmp.clear();
-        self.collect_until("code", true);
+        self.collect_until("code");
         let code = std::mem::take(&mut self.tmp);
         let mut run = 0;
         let mut max = 0;
@@ -92,7 +89,7 @@ impl<'a> Renderer<'a> {
             return;
         };
         self.tmp.clear();
-        self.collect_until("code", true);
+        self.collect_until("code");
         let code = std::mem::take(&mut self.tmp);
         // skip the wrapper divs up to </pre>
         let save = self.sc.pos();
@@ -121,12 +118,19 @@ impl<'a> Renderer<'a> {
         self.out.push_str("```");
         self.push_decoded(lang);
         let body = code.strip_suffix('\n').unwrap_or(&code);
-        for line in body.split('\n').filter(|_| !body.is_empty()) {
-            self.out.push('\n');
-            if !line.is_empty() {
-                self.out.push_str(&self.prefix);
+        if self.prefix.is_empty() {
+            if !body.is_empty() {
+                self.out.push('\n');
+                self.out.push_str(body);
             }
-            self.out.push_str(line);
+        } else {
+            for line in body.split('\n').filter(|_| !body.is_empty()) {
+                self.out.push('\n');
+                if !line.is_empty() {
+                    self.out.push_str(&self.prefix);
+                }
+                self.out.push_str(line);
+            }
         }
         self.newline();
         self.out.push_str("```");

@@ -14,7 +14,12 @@ use super::scan::{attr, entity_at, Scanner, Tok};
 
 /// Deepest container nesting honoured; deeper container tags are ignored
 /// (their text still comes out), so hostile input cannot grow the stack.
-pub const MAX_DEPTH: usize = 64;
+pub const MAX_DEPTH: usize = 32;
+
+/// Escape every `_` of text as FastChat's markdownify did (`user\_id`), as the
+/// ground truth of the sample does. Off: an intraword `_` cannot start emphasis,
+/// so `user_id` stays as written; only `_` at a word edge is escaped.
+const FASTCHAT_UNDERSCORES: bool = false;
 
 /// Restart ordered numbering after an item with a lazily continued bullet line.
 const RESTART_AFTER_LAZY_BULLET: bool = true;
@@ -32,8 +37,8 @@ pub(super) enum Kind {
 
 #[derive(Debug)]
 pub(super) enum Frame {
-    /// `<p>` or `<hN>` (level and text start kept for the setext form of `<h1>`, `<h2>`).
-    Para { heading: u8, at: usize },
+    /// `<p>` or `<hN>` (headings are written ATX style, `#` before the text).
+    Para,
     /// `<ul>` / `<ol>`: next number (None: bullet), bullet char, whether it
     /// indented, how much it added to the bullet depth.
     List { num: Option<u64>, bullet: u8, items: u32, indented: bool, depth_add: usize },
@@ -47,18 +52,18 @@ pub(super) enum Frame {
     /// `<th>` / `<td>`.
     Cell,
     /// `<blockquote>`.
-    Quote { outer_last: Option<Kind> },
+    Quote,
 }
 
 fn frame_tag(f: &Frame) -> &'static [&'static str] {
     match f {
-        Frame::Para { .. } => &["p", "h1", "h2", "h3", "h4", "h5", "h6"],
+        Frame::Para => &["p", "h1", "h2", "h3", "h4", "h5", "h6"],
         Frame::List { .. } => &["ul", "ol"],
         Frame::Item { .. } => &["li"],
         Frame::Table { .. } => &["table"],
         Frame::Row { .. } => &["tr"],
         Frame::Cell => &["td", "th"],
-        Frame::Quote { .. } => &["blockquote"],
+        Frame::Quote => &["blockquote"],
     }
 }
 
@@ -192,18 +197,17 @@ impl<'a> Renderer<'a> {
         let deep = self.frames.len() >= MAX_DEPTH;
         match n {
             "p" | "h1" | "h2" | "h3" | "h4" | "h5" | "h6" if !deep => {
-                self.close_inline_frames();
+                self.close_para();
                 self.open_block(Kind::Para);
                 let heading = if n == "p" { 0 } else { n.as_bytes()[1] - b'0' };
-                if heading > 2 {
+                if heading > 0 {
                     for _ in 0..heading {
                         self.out.push('#');
                     }
                     self.out.push(' ');
                     self.line_start = false;
                 }
-                let at = self.out.len();
-                self.frames.push(Frame::Para { heading, at });
+                self.frames.push(Frame::Para);
                 self.inline = true;
             }
             "ul" | "ol" if !deep => {
@@ -326,7 +330,7 @@ impl<'a> Renderer<'a> {
                 self.open_block(Kind::Para);
                 self.prefix.push_str("> ");
                 self.out.push_str("> ");
-                self.frames.push(Frame::Quote { outer_last: self.last });
+                self.frames.push(Frame::Quote);
                 self.last = None;
             }
             "strong" | "b" => {
@@ -411,8 +415,8 @@ impl<'a> Renderer<'a> {
 
     /// Closes an open paragraph (a block starts inside it: never in well-formed input).
     fn close_para(&mut self) {
-        if let Some(i) = self.frames.iter().rposition(|f| matches!(f, Frame::Para { .. })) {
-            if !self.frames[i + 1..].iter().any(|f| matches!(f, Frame::Item { .. } | Frame::Quote { .. })) {
+        if let Some(i) = self.frames.iter().rposition(|f| matches!(f, Frame::Para)) {
+            if !self.frames[i + 1..].iter().any(|f| matches!(f, Frame::Item { .. } | Frame::Quote)) {
                 while self.frames.len() > i {
                     let f = self.frames.pop().expect("len > i");
                     self.close(f);
@@ -421,20 +425,9 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    fn close_inline_frames(&mut self) {
-        self.close_para();
-    }
-
     fn close(&mut self, f: Frame) {
         match f {
-            Frame::Para { heading, at } => {
-                if heading == 1 || heading == 2 {
-                    // setext underline as long as the heading text
-                    let len = self.out.get(at..).map_or(3, |t| t.chars().count()).max(3);
-                    self.newline();
-                    let c = if heading == 1 { '=' } else { '-' };
-                    self.out.extend(std::iter::repeat_n(c, len));
-                }
+            Frame::Para => {
                 self.inline = false;
             }
             Frame::List { depth_add, indented, .. } => {
@@ -489,10 +482,9 @@ impl<'a> Renderer<'a> {
                 self.out.push_str(" |");
                 self.inline = false;
             }
-            Frame::Quote { outer_last } => {
+            Frame::Quote => {
                 let keep = self.prefix.len().saturating_sub(2);
                 self.prefix.truncate(keep);
-                let _ = outer_last;
                 self.last = Some(Kind::Para);
                 self.inline = false;
             }
@@ -552,7 +544,7 @@ impl<'a> Renderer<'a> {
                 b'_' => {
                     let prev = if i >= 2 { Some(b[i - 2]) } else { self.out.as_bytes().last().copied() };
                     let next = b.get(i).copied();
-                    if !is_word(prev) || !is_word(next) {
+                    if FASTCHAT_UNDERSCORES || !is_word(prev) || !is_word(next) {
                         self.out.push('\\');
                     }
                     self.out.push('_');
@@ -631,8 +623,7 @@ impl<'a> Renderer<'a> {
 
     /// Pushes attribute text with its references decoded.
     pub(super) fn push_decoded(&mut self, s: &str) {
-        let d = super::scan::decode_entities(s);
-        self.out.push_str(&d);
+        super::scan::decode_into(&mut self.out, s);
     }
 }
 

@@ -426,14 +426,20 @@ pub fn entity_at(s: &str) -> Option<(Cow<'static, str>, usize)> {
 
 /// See [`super::decode_entities`].
 pub fn decode_entities(s: &str) -> Cow<'_, str> {
-    let b = s.as_bytes();
-    let Some(first) = memchr::memchr(b'&', b) else {
+    if memchr::memchr(b'&', s.as_bytes()).is_none() {
         return Cow::Borrowed(s);
-    };
+    }
     let mut out = String::with_capacity(s.len());
+    decode_into(&mut out, s);
+    Cow::Owned(out)
+}
+
+/// Appends `s` to `out` with its character references decoded.
+pub fn decode_into(out: &mut String, s: &str) {
+    let b = s.as_bytes();
     let mut done = 0;
-    let mut i = first;
-    loop {
+    while let Some(j) = memchr::memchr(b'&', &b[done..]) {
+        let i = done + j;
         out.push_str(&s[done..i]);
         match entity_at(&s[i..]) {
             Some((d, n)) => {
@@ -445,13 +451,8 @@ pub fn decode_entities(s: &str) -> Cow<'_, str> {
                 done = i + 1;
             }
         }
-        match memchr::memchr(b'&', &b[done..]) {
-            Some(j) => i = done + j,
-            None => break,
-        }
     }
     out.push_str(&s[done..]);
-    Cow::Owned(out)
 }
 
 #[cfg(test)]

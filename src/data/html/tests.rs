@@ -106,7 +106,7 @@ fn code_block_inside_list_item_stays_in_it() {
 #[test]
 fn paragraphs_headings_rules() {
     let html = "<div><h1>Title</h1><p>One\nline two</p><h2>Sub</h2><h3>Three</h3><p>x</p><hr /><p>y</p></div>";
-    assert_eq!(md(html), "Title\n=====\n\nOne\nline two\n\nSub\n---\n\n### Three\n\nx\n\n---\n\ny");
+    assert_eq!(md(html), "# Title\n\nOne\nline two\n\n## Sub\n\n### Three\n\nx\n\n---\n\ny");
 }
 
 #[test]
