@@ -147,13 +147,25 @@ fn starts_with_ignore_case(text: &str, prefix: &str) -> bool {
     text.len() >= prefix.len() && text.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
 }
 
-/// Blocked words are matched on the converted text, case-insensitively, in every turn.
+/// Blocked words are matched on the converted text, case-insensitively, in every turn. ASCII
+/// words (the usual case) are found in an ASCII-lowercased copy of the turn, one reused buffer
+/// per call; other words fall back to full Unicode lowercasing.
 pub fn contains_blocked_word(turns: &[Turn], words: &[String]) -> bool {
-    !words.is_empty()
-        && turns.iter().any(|t| {
-            let lower = t.text.to_lowercase();
-            words.iter().any(|w| lower.contains(w.as_str()))
+    if words.is_empty() {
+        return false;
+    }
+    let mut lower = Vec::new();
+    turns.iter().any(|t| {
+        lower.clear();
+        lower.extend(t.text.bytes().map(|b| b.to_ascii_lowercase()));
+        words.iter().any(|w| {
+            if w.is_ascii() {
+                memchr::memmem::find(&lower, w.as_bytes()).is_some()
+            } else {
+                t.text.to_lowercase().contains(w.as_str())
+            }
         })
+    })
 }
 
 /// Plugin conversations (ChatGPT's plugin model calling tools) are not plain chats: the record's
@@ -192,5 +204,47 @@ mod tests {
         assert!(is_service_error("!Contents may violate our content policy"));
         assert!(!is_service_error("A network error happens when the cable is unplugged."));
         assert!(!is_service_error("Too many requests in 1 hour is a limit some APIs set; try again later."));
+    }
+
+    #[test]
+    fn blocked_words_match_case_insensitively_in_any_turn() {
+        let turns = |a: &str, b: &str| {
+            vec![Turn { role: Role::User, text: a.into() }, Turn { role: Role::Assistant, text: b.into() }]
+        };
+        let words = CleanOptions::default().blocked_words;
+        assert!(contains_blocked_word(&turns("hi", "I am made by OpenAI."), &words));
+        assert!(contains_blocked_word(&turns("Is CHATGPT here?", "no"), &words));
+        assert!(!contains_blocked_word(&turns("open AI", "chat gpt"), &words));
+        assert!(contains_blocked_word(&turns("Ärger", "x"), &["ärger".to_string()]));
+        assert!(!contains_blocked_word(&turns("OpenAI", "x"), &[]));
+    }
+
+    #[test]
+    fn random_and_truncated_records_never_panic() {
+        use crate::data::select::SplitMix64;
+        let html = r#"<div class="markdown prose w-full break-words dark:prose-invert light"><p>Use <code>x</code>:</p><pre><div class="bg-black"><div class="flex"><span>rust</span><button>Copy code</button></div><div><code class="!whitespace-pre hljs language-rust">fn main() {\n\tprintln!(&quot;&lt;hi&gt;&quot;);\n}</code></div></div></pre><ol start="2"><li>a<ul><li>b</li></ul></li></ol><table><tr><td>1</td></tr></table></div>"#;
+        let record = format!(
+            r#"{{"id": "x", "conversations": [{{"from": "human", "value": "1 / 2Hi &amp; bye"}}, {{"from": "gpt", "value": "{}"}}]}}"#,
+            html.replace('"', "\\\"")
+        );
+        let options = CleanOptions::default();
+        assert!(clean_record(&record, 0, &options).is_ok(), "the intact record cleans");
+        for cut in 0..record.len() {
+            if record.is_char_boundary(cut) {
+                let _ = clean_record(&record[..cut], cut, &options);
+            }
+        }
+        let alphabet: Vec<char> = "<>/\"=&;#![]{}:, \\ndivprecodeli0123456789\u{e9}\u{1F600}".chars().collect();
+        let mut rng = SplitMix64::new(42);
+        for i in 0..2000 {
+            let len = rng.below(200);
+            let soup: String = (0..len).map(|_| alphabet[rng.below(alphabet.len())]).collect();
+            let value = serde_json::to_string(&format!("<div>{soup}")).unwrap();
+            let json = format!(
+                r#"{{"id": {i}, "conversations": [{{"from": "human", "value": {value}}}, {{"from": "gpt", "value": {value}}}]}}"#
+            );
+            let _ = clean_record(&json, i, &options);
+            let _ = clean_record(&soup, i, &options);
+        }
     }
 }
