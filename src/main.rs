@@ -5,12 +5,16 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vicuna::data::clean::CleanOptions;
+use vicuna::data::conversation::Conversation;
 use vicuna::data::conversation::Style;
 use vicuna::data::filter::{parse_lang, FilterOptions};
 use vicuna::data::ops::{self, Amount};
-use vicuna::data::pipeline::{self, open_all, Plan, Read};
+use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::report::Report;
+use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
+use vicuna::data::template::{Template, TemplateName};
+use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
 
 /// The Vicuna recipe in one binary: clean ShareGPT dumps, fine-tune LLaMA models, evaluate them.
 #[derive(Parser)]
@@ -24,6 +28,9 @@ struct Cli {
 enum Command {
     /// Prepare training data: raw ShareGPT dumps to clean conversations (or run one stage).
     Prep(Prep),
+    /// Tokenizer tools.
+    #[command(subcommand)]
+    Tokenizer(TokenizerCommand),
     /// Show the libtorch runtime: version, CPU threads, CUDA devices.
     Env {
         /// Print JSON instead of text.
@@ -32,7 +39,23 @@ enum Command {
     },
 }
 
-/// `vicuna prep RAW... -o OUT` runs clean, filter and dedup in one pass; each stage is also a subcommand.
+#[derive(Subcommand)]
+enum TokenizerCommand {
+    /// Train a small byte-level BPE tokenizer on conversations (for tiny test and demo models).
+    Train {
+        /// Conversation files (any format `prep convert` reads).
+        inputs: Vec<PathBuf>,
+        /// Output directory (tokenizer.json, tokenizer_config.json).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Vocabulary size, special tokens included.
+        #[arg(long, default_value_t = 2048)]
+        vocab_size: usize,
+    },
+}
+
+/// `vicuna prep RAW... -o OUT` runs clean, filter and dedup (and split, with `--tokenizer`) in one
+/// pass; each stage is also a subcommand.
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 struct Prep {
@@ -51,6 +74,12 @@ struct Prep {
     /// Keep duplicates (by id and by first user and assistant turn) instead of dropping them.
     #[arg(long)]
     no_dedup: bool,
+    /// With `--tokenizer`, conversations are also split to fit `--max-length` tokens.
+    #[command(flatten)]
+    tokens: TokenArgs,
+    /// What to do with a single turn pair longer than `--max-length` (with `--tokenizer`).
+    #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
+    long_pair: LongPair,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -141,6 +170,48 @@ enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Split long conversations at turn-pair boundaries so each segment fits `--max-length` tokens.
+    Split {
+        inputs: Vec<PathBuf>,
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        tokens: TokenArgs,
+        /// What to do with a single turn pair longer than `--max-length`.
+        #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
+        long_pair: LongPair,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Tokenize with a chat template: one {"id", "input_ids", "labels"} per sample (labels -100 where masked).
+    Encode {
+        inputs: Vec<PathBuf>,
+        /// Output (.jsonl or .json).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        tokens: TokenArgs,
+        /// Split long conversations first instead of truncating them.
+        #[arg(long)]
+        split: bool,
+        /// With `--split`: what to do with a single turn pair longer than `--max-length`.
+        #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
+        long_pair: LongPair,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Print conversations as the trainer sees them, trained tokens highlighted.
+    Inspect {
+        input: PathBuf,
+        #[command(flatten)]
+        tokens: TokenArgs,
+        /// Which conversation (position in the file); several allowed.
+        #[arg(long, default_values_t = [0])]
+        index: Vec<usize>,
+        /// Highlight with colour (auto: when stdout is a terminal).
+        #[arg(long, value_enum, default_value_t = Color::Auto)]
+        color: Color,
+    },
     /// Convert ShareGPT, OpenAI messages or Alpaca records to ShareGPT or OpenAI records.
     Convert {
         inputs: Vec<PathBuf>,
@@ -149,6 +220,36 @@ enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+#[derive(Args, Clone)]
+struct TokenArgs {
+    /// Tokenizer: a tokenizer.json, or a model directory with tokenizer.json (and tokenizer_config.json).
+    #[arg(long)]
+    tokenizer: Option<PathBuf>,
+    /// Chat template.
+    #[arg(long, value_enum, default_value_t = TemplateName::VicunaV11)]
+    template: TemplateName,
+    /// Maximum tokens per sample (the training context).
+    #[arg(long, default_value_t = 2048)]
+    max_length: usize,
+    /// Override the BOS token (its text in the vocabulary).
+    #[arg(long)]
+    bos_token: Option<String>,
+    /// Override the EOS token (its text in the vocabulary).
+    #[arg(long)]
+    eos_token: Option<String>,
+    /// Override the padding token (its text in the vocabulary).
+    #[arg(long)]
+    pad_token: Option<String>,
+}
+
+/// When to colour terminal output.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Color {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Args, Clone)]
@@ -196,6 +297,24 @@ struct OutputArgs {
     report: Option<PathBuf>,
 }
 
+impl TokenArgs {
+    /// Loads the tokenizer and binds the template; `None` without `--tokenizer`.
+    fn load(&self) -> Result<Option<(Tokenizer, Template)>> {
+        let Some(path) = &self.tokenizer else { return Ok(None) };
+        let overrides =
+            SpecialOverrides { bos: self.bos_token.clone(), eos: self.eos_token.clone(), pad: self.pad_token.clone() };
+        let tokenizer = Tokenizer::load(path, &overrides)?;
+        let template = Template::new(self.template, &tokenizer)?;
+        Ok(Some((tokenizer, template)))
+    }
+
+    /// Like `load`, for commands that cannot run without a tokenizer.
+    fn require(&self, command: &str) -> Result<(Tokenizer, Template)> {
+        self.load()?
+            .with_context(|| format!("prep {command} needs --tokenizer (a tokenizer.json or a model directory)"))
+    }
+}
+
 impl CleanArgs {
     fn options(&self) -> CleanOptions {
         let blocked_words =
@@ -237,6 +356,12 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Prep(prep) => run_prep(prep),
+        Command::Tokenizer(TokenizerCommand::Train { inputs, output, vocab_size }) => {
+            let texts = vicuna::data::convert::texts(&inputs)?;
+            vicuna::model::bpe_train::train(&texts, vocab_size, &output)?;
+            println!("trained a {vocab_size}-token BPE tokenizer on {} texts into {}", texts.len(), output.display());
+            Ok(())
+        }
         Command::Env { json } => {
             let runtime = vicuna::model::device::runtime();
             if json {
@@ -252,9 +377,17 @@ fn run(cli: Cli) -> Result<()> {
 fn run_prep(prep: Prep) -> Result<()> {
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
+        let loaded = prep.tokens.load()?;
+        let split = SplitOptions { max_len: prep.tokens.max_length, long_pair: prep.long_pair };
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
+            tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
+                tokenizer,
+                template,
+                split: Some(split),
+                encode: None,
+            }),
             ..prep.out.plan("prep", Read::Clean(prep.clean.options()))
         };
         return report(&prep.out, &[pipeline::run(&plan, &prep.inputs, &output)?]);
@@ -275,6 +408,46 @@ fn run_prep(prep: Prep) -> Result<()> {
         Stage::Merge { inputs, output, dedup, out } => {
             let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };
             report(&out, &[pipeline::run(&plan, &inputs, &output)?])
+        }
+        Stage::Split { inputs, output, tokens, long_pair, out } => {
+            let (tokenizer, template) = tokens.require("split")?;
+            let split = SplitOptions { max_len: tokens.max_length, long_pair };
+            let stages = TokenStages { tokenizer: &tokenizer, template: &template, split: Some(split), encode: None };
+            let plan = Plan { tokens: Some(stages), ..out.plan("split", Read::Conversations) };
+            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
+        }
+        Stage::Encode { inputs, output, tokens, split, long_pair, out } => {
+            let (tokenizer, template) = tokens.require("encode")?;
+            let split = split.then_some(SplitOptions { max_len: tokens.max_length, long_pair });
+            let stages =
+                TokenStages { tokenizer: &tokenizer, template: &template, split, encode: Some(tokens.max_length) };
+            let plan = Plan { tokens: Some(stages), ..out.plan("encode", Read::Conversations) };
+            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
+        }
+        Stage::Inspect { input, tokens, index, color } => {
+            let (tokenizer, template) = tokens.require("inspect")?;
+            let file = vicuna::data::records::RecordFile::open(&input)?;
+            let color = match color {
+                Color::Always => true,
+                Color::Never => false,
+                Color::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
+            };
+            for i in index {
+                anyhow::ensure!(
+                    i < file.len(),
+                    "{}: --index {i} is out of range (the file has {} records)",
+                    input.display(),
+                    file.len()
+                );
+                let conversation = Conversation::parse(file.record(i), i).map_err(|reason| {
+                    anyhow::anyhow!("{}: record {i} is not a conversation ({})", input.display(), reason.name())
+                })?;
+                print!(
+                    "{}",
+                    vicuna::data::inspect::show(&conversation, &template, &tokenizer, tokens.max_length, color)?
+                );
+            }
+            Ok(())
         }
         Stage::Convert { inputs, output, out } => {
             let plan = out.plan("convert", Read::AnyShape);

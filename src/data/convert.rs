@@ -2,8 +2,11 @@
 //! and Alpaca (`instruction`, `input`, `output`, converted as FastChat's `convert_alpaca.py` does:
 //! the input appended after "\nInput:\n" when it has more than one character, id `alpaca_{i}`).
 use super::conversation::{owned_extra, Conversation, Fields, Role, Turn};
+use super::records::RecordFile;
 use super::report::Reason;
+use anyhow::Result;
 use std::borrow::Cow;
+use std::path::PathBuf;
 
 /// Parses a record of any supported shape into a conversation.
 pub fn parse_any(json: &str, index: usize) -> Result<Conversation, Reason> {
@@ -47,4 +50,19 @@ fn alpaca(fields: Fields<'_>, index: usize) -> Result<Conversation, Reason> {
         turns: vec![Turn { role: Role::User, text: question }, Turn { role: Role::Assistant, text: output }],
         extra: owned_extra(extra),
     })
+}
+
+/// Every system prompt and turn text of the readable records in `inputs` (tokenizer training).
+pub fn texts(inputs: &[PathBuf]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for path in inputs {
+        let file = RecordFile::open(path)?;
+        for i in 0..file.len() {
+            if let Ok(c) = parse_any(file.record(i), i) {
+                out.extend(c.system);
+                out.extend(c.turns.into_iter().map(|t| t.text));
+            }
+        }
+    }
+    Ok(out)
 }

@@ -7,10 +7,14 @@ use super::clean::{clean_record, CleanOptions};
 use super::conversation::{Conversation, Style};
 use super::convert::parse_any;
 use super::dedup::Dedup;
+use super::encode::{self, IGNORE};
 use super::filter::{self, FilterOptions};
 use super::records::RecordFile;
 use super::report::{Reason, Report};
+use super::split::{self, SplitOptions};
+use super::template::Template;
 use super::writer::RecordWriter;
+use crate::model::tokenizer::Tokenizer;
 use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
@@ -38,9 +42,28 @@ pub struct Plan<'a> {
     pub filter: FilterOptions,
     pub dedup: bool,
     pub select: Option<Select<'a>>,
+    pub tokens: Option<TokenStages<'a>>,
     pub style: Style,
     /// Malformed records (not an object, missing or mistyped fields) stop the run instead of being counted.
     pub strict: bool,
+}
+
+/// The stages that need tokens: split long conversations, and/or encode to ids and labels.
+pub struct TokenStages<'a> {
+    pub tokenizer: &'a Tokenizer,
+    pub template: &'a Template,
+    /// Split conversations into segments that fit (`prep split`, `prep --tokenizer`).
+    pub split: Option<SplitOptions>,
+    /// Write `{id, input_ids, labels}` samples truncated to this length instead of conversations.
+    pub encode: Option<usize>,
+}
+
+/// What one kept record turns into: the conversation (for dedup) and the JSON of every record to
+/// write (several when split), with counters for the report.
+struct Kept {
+    conversation: Conversation,
+    records: Vec<Vec<u8>>,
+    counters: Vec<(&'static str, usize)>,
 }
 
 impl Plan<'_> {
@@ -52,6 +75,7 @@ impl Plan<'_> {
             filter: FilterOptions::default(),
             dedup: false,
             select: None,
+            tokens: None,
             style: Style::default(),
             strict: false,
         }
@@ -88,21 +112,27 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
         let mut start = 0;
         while start < file.len() {
             let end = (start + BATCH).min(file.len());
-            let outcomes: Vec<Result<(Conversation, Vec<u8>), Reason>> =
+            let outcomes: Vec<Result<Result<Kept, Reason>>> =
                 (start..end).into_par_iter().map(|i| process(plan, file, i, base + i)).collect();
             for (offset, outcome) in outcomes.into_iter().enumerate() {
                 let i = start + offset;
-                let kept = match outcome {
+                let kept = match outcome? {
                     Err(reason) => Err(reason),
-                    Ok((conversation, bytes)) => match plan.dedup.then(|| dedup.check(&conversation)).flatten() {
+                    Ok(kept) => match plan.dedup.then(|| dedup.check(&kept.conversation)).flatten() {
                         Some(reason) => Err(reason),
-                        None => Ok(bytes),
+                        None => Ok(kept),
                     },
                 };
                 match kept {
-                    Ok(bytes) => {
-                        sink(base + i, &bytes)?;
+                    Ok(kept) => {
+                        for record in &kept.records {
+                            sink(base + i, record)?;
+                        }
                         report.records_out += 1;
+                        report.written += kept.records.len();
+                        for (name, n) in kept.counters {
+                            report.count(name, n);
+                        }
                     }
                     Err(reason) if plan.strict && is_malformed(reason) => bail!(
                         "{}: record {} at byte offset {} is malformed ({}); fix the record or run without --strict to skip it",
@@ -123,25 +153,72 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
     Ok(report)
 }
 
-/// Reads, cleans and filters one record, and serialises it when it is kept.
-fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<(Conversation, Vec<u8>), Reason> {
+/// Reads, cleans, filters, splits and encodes one record, and serialises what is kept. The outer
+/// error is a failure of the run (a broken tokenizer template); the inner one a dropped record.
+fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Result<Kept, Reason>> {
     if plan.select.is_some_and(|select| !select(global)) {
-        return Err(Reason::NotSelected);
+        return Ok(Err(Reason::NotSelected));
     }
     let json = file.record(i);
-    let conversation = match &plan.read {
-        Read::Clean(options) => clean_record(json, global, options)?,
-        Read::Conversations => Conversation::parse(json, global)?,
-        Read::AnyShape => parse_any(json, global)?,
+    let parsed = match &plan.read {
+        Read::Clean(options) => clean_record(json, global, options),
+        Read::Conversations => Conversation::parse(json, global),
+        Read::AnyShape => parse_any(json, global),
     };
-    if plan.filter.is_active() {
-        if let Some(reason) = filter::check(&conversation, &plan.filter) {
-            return Err(reason);
-        }
+    let conversation = match parsed {
+        Ok(c) => c,
+        Err(reason) => return Ok(Err(reason)),
+    };
+    if let Some(reason) = plan.filter.is_active().then(|| filter::check(&conversation, &plan.filter)).flatten() {
+        return Ok(Err(reason));
     }
-    let mut bytes = Vec::with_capacity(json.len());
-    conversation.write_json(plan.style, &mut bytes);
-    Ok((conversation, bytes))
+    let Some(tokens) = &plan.tokens else {
+        let mut bytes = Vec::with_capacity(json.len());
+        conversation.write_json(plan.style, &mut bytes);
+        return Ok(Ok(Kept { conversation, records: vec![bytes], counters: Vec::new() }));
+    };
+    let mut counters = Vec::new();
+    let segments = match tokens.split {
+        Some(options) => {
+            let outcome = split::split(&conversation, tokens.template, tokens.tokenizer, options)?;
+            counters.push(("pairs_truncated", outcome.truncated_pairs));
+            counters.push(("pairs_dropped", outcome.dropped_pairs));
+            if outcome.segments.is_empty() {
+                return Ok(Err(Reason::LongPairs));
+            }
+            outcome.segments
+        }
+        None => vec![conversation.clone()],
+    };
+    let mut records = Vec::with_capacity(segments.len());
+    for segment in &segments {
+        let mut bytes = Vec::new();
+        match tokens.encode {
+            None => segment.write_json(plan.style, &mut bytes),
+            Some(max_len) => {
+                let rendered = tokens.template.render(segment.system.as_deref(), &segment.turns)?;
+                let encoding = tokens.tokenizer.encode(&rendered.text)?;
+                let full = encoding.ids.len();
+                match encode::label(&segment.id, &rendered, encoding, max_len) {
+                    Ok(sample) => {
+                        counters.push(("samples_truncated", usize::from(full > max_len)));
+                        counters.push(("tokens", sample.input_ids.len()));
+                        counters.push(("trained_tokens", sample.labels.iter().filter(|&&l| l != IGNORE).count()));
+                        serde_json::to_writer(&mut bytes, &sample)?;
+                    }
+                    Err(_) => {
+                        counters.push(("segments_without_trainable_tokens", 1));
+                        continue;
+                    }
+                }
+            }
+        }
+        records.push(bytes);
+    }
+    if records.is_empty() {
+        return Ok(Err(Reason::NoTrainableTokens));
+    }
+    Ok(Ok(Kept { conversation, records, counters }))
 }
 
 /// Reasons that mean the input itself is broken (fatal under `--strict`), as opposed to content

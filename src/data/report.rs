@@ -45,6 +45,10 @@ pub enum Reason {
     TooManyTurns,
     /// Left out by `sample` or assigned to the other side of `split-train-test`.
     NotSelected,
+    /// No token left to train on after truncation to the maximum length.
+    NoTrainableTokens,
+    /// Every turn pair was too long to fit the maximum length and could not be kept.
+    LongPairs,
 }
 
 impl Reason {
@@ -60,8 +64,14 @@ pub struct Report {
     /// What ran (`clean`, `filter`, `prep`, ...).
     pub command: String,
     pub records_in: usize,
+    /// Input records kept (with `records_in - records_out` dropped, each under a reason).
     pub records_out: usize,
     pub dropped: BTreeMap<Reason, usize>,
+    /// Records written: more than `records_out` when conversations are split into segments.
+    pub written: usize,
+    /// Events below the record level: pairs truncated or dropped by split, samples truncated, ...
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub counters: BTreeMap<String, usize>,
 }
 
 impl Report {
@@ -73,6 +83,13 @@ impl Report {
     /// Counts one dropped record.
     pub fn drop(&mut self, reason: Reason) {
         *self.dropped.entry(reason).or_default() += 1;
+    }
+
+    /// Adds `n` to a named counter.
+    pub fn count(&mut self, name: &str, n: usize) {
+        if n > 0 {
+            *self.counters.entry(name.to_string()).or_default() += n;
+        }
     }
 
     /// Total of all drops; with `records_out` it adds up to `records_in`.

@@ -1,0 +1,192 @@
+//! Tokenizers: any Hugging Face `tokenizer.json` (Llama-1/2 SentencePiece BPE with byte fallback,
+//! Llama-3 byte-level BPE, ...) through the `tokenizers` crate, with its special tokens resolved the
+//! way `transformers` does: `tokenizer_config.json` first, then `generation_config.json` and
+//! `config.json` (token ids), then the tokenizer's own added tokens, with flags to override.
+//! Text is always encoded without adding special tokens: templates write BOS and end-of-turn
+//! tokens into the text themselves, so what is trained is exactly what inference sees.
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// A special token: its text as it appears in rendered prompts, and its id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Special {
+    pub text: String,
+    pub id: u32,
+}
+
+/// Special tokens given on the command line; they win over every file.
+#[derive(Debug, Clone, Default)]
+pub struct SpecialOverrides {
+    pub bos: Option<String>,
+    pub eos: Option<String>,
+    pub pad: Option<String>,
+}
+
+/// Token ids with the byte range of the text each token came from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Encoding {
+    pub ids: Vec<u32>,
+    /// Byte offsets into the encoded text, one `(start, end)` per id.
+    pub offsets: Vec<(usize, usize)>,
+}
+
+/// A loaded tokenizer with its special tokens and chat template.
+pub struct Tokenizer {
+    inner: tokenizers::Tokenizer,
+    /// The file it was read from (for messages).
+    pub path: PathBuf,
+    /// Beginning of sequence, written at the start of every rendered conversation when present.
+    pub bos: Option<Special>,
+    /// End of sequence: ends each assistant turn in the templates that use it.
+    pub eos: Option<Special>,
+    /// Padding token (the trainer masks padded positions, so any id works; FastChat uses unk).
+    pub pad: Option<Special>,
+    /// The tokenizer's own Jinja chat template (`tokenizer_config.json`), if it has one.
+    pub chat_template: Option<String>,
+}
+
+impl Tokenizer {
+    /// Loads `path`: a `tokenizer.json` file or a directory holding one (and, optionally,
+    /// `tokenizer_config.json`, `generation_config.json`, `config.json`).
+    pub fn load(path: &Path, overrides: &SpecialOverrides) -> Result<Tokenizer> {
+        let (dir, file) = if path.is_dir() {
+            (path.to_path_buf(), path.join("tokenizer.json"))
+        } else {
+            (path.parent().map(Path::to_path_buf).unwrap_or_default(), path.to_path_buf())
+        };
+        if !file.exists() {
+            bail!(
+                "{}: no tokenizer.json; pass a tokenizer.json file or a model directory that holds one",
+                path.display()
+            );
+        }
+        let inner = tokenizers::Tokenizer::from_file(&file)
+            .map_err(|e| anyhow!("{}: not a valid tokenizer.json: {e}", file.display()))?;
+        let config = read_json(&dir.join("tokenizer_config.json"))?;
+        let generation = read_json(&dir.join("generation_config.json"))?;
+        let model = read_json(&dir.join("config.json"))?;
+        let mut tok = Tokenizer { inner, path: file, bos: None, eos: None, pad: None, chat_template: None };
+        let add_bos = config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true);
+        let sources = [config.as_ref(), generation.as_ref(), model.as_ref()];
+        tok.bos =
+            if add_bos { tok.resolve("bos", &overrides.bos, &sources, &["<s>", "<|begin_of_text|>"])? } else { None };
+        tok.eos =
+            tok.resolve("eos", &overrides.eos, &sources, &["</s>", "<|end_of_text|>", "<|endoftext|>", "<|im_end|>"])?;
+        tok.pad = tok.resolve("pad", &overrides.pad, &sources, &["<pad>", "<unk>", "<|finetune_right_pad_id|>"])?;
+        tok.chat_template = config.as_ref().and_then(|c| chat_template(c.get("chat_template")?));
+        Ok(tok)
+    }
+
+    /// Finds one special token: the override, then `{kind}_token` in tokenizer_config.json, then
+    /// `{kind}_token_id` in generation_config.json or config.json, then the first known spelling
+    /// present in the vocabulary.
+    fn resolve(
+        &self,
+        kind: &str,
+        given: &Option<String>,
+        sources: &[Option<&Value>],
+        known: &[&str],
+    ) -> Result<Option<Special>> {
+        if let Some(text) = given {
+            let id = self.inner.token_to_id(text).with_context(|| {
+                format!("--{kind}-token {text:?} is not in the vocabulary of {}", self.path.display())
+            })?;
+            return Ok(Some(Special { text: text.clone(), id }));
+        }
+        if let Some(text) = sources[0].and_then(|c| token_text(c.get(&format!("{kind}_token"))?)) {
+            if let Some(id) = self.inner.token_to_id(&text) {
+                return Ok(Some(Special { text, id }));
+            }
+        }
+        for source in &sources[1..] {
+            let id = source.and_then(|c| c.get(&format!("{kind}_token_id"))).and_then(|v| match v {
+                Value::Array(a) => a.first().and_then(Value::as_u64),
+                v => v.as_u64(),
+            });
+            if let Some((id, text)) = id.and_then(|id| Some((id as u32, self.inner.id_to_token(id as u32)?))) {
+                return Ok(Some(Special { text, id }));
+            }
+        }
+        Ok(known.iter().find_map(|t| self.inner.token_to_id(t).map(|id| Special { text: t.to_string(), id })))
+    }
+
+    /// Encodes `text` as is (special-token strings in it become their ids; nothing is added).
+    pub fn encode(&self, text: &str) -> Result<Encoding> {
+        let e = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()))?;
+        Ok(Encoding { ids: e.get_ids().to_vec(), offsets: e.get_offsets().to_vec() })
+    }
+
+    /// Turns ids back into text (special tokens kept unless `skip_special`).
+    pub fn decode(&self, ids: &[u32], skip_special: bool) -> Result<String> {
+        self.inner.decode(ids, skip_special).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()))
+    }
+
+    /// The text of one token as the vocabulary spells it (`▁Hello`, `<0x0A>`, `Ġworld`).
+    pub fn token(&self, id: u32) -> Option<String> {
+        self.inner.id_to_token(id)
+    }
+
+    /// The id of a token spelled as in the vocabulary.
+    pub fn id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
+    /// Vocabulary size including added tokens (the model's embedding must be at least this big).
+    pub fn vocab_size(&self) -> usize {
+        self.inner.get_vocab_size(true)
+    }
+
+    /// Whether `text` is one of the tokenizer's special added tokens (`</s>`, `<|eot_id|>`, ...).
+    pub fn is_special(&self, text: &str) -> bool {
+        self.inner.get_added_vocabulary().get_added_tokens_decoder().values().any(|t| t.special && t.content == text)
+    }
+
+    /// The special added tokens, longest first (templates look for them after assistant turns).
+    pub fn special_tokens(&self) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .inner
+            .get_added_vocabulary()
+            .get_added_tokens_decoder()
+            .values()
+            .filter(|t| t.special)
+            .map(|t| t.content.clone())
+            .collect();
+        v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
+        v
+    }
+
+    /// The underlying `tokenizers` object, for the fast encoder's equality checks.
+    pub fn inner(&self) -> &tokenizers::Tokenizer {
+        &self.inner
+    }
+}
+
+fn read_json(path: &Path) -> Result<Option<Value>> {
+    match std::fs::read_to_string(path) {
+        Ok(text) => Ok(Some(serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))?)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// A special token in tokenizer_config.json: a string or `{"content": ...}`.
+fn token_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Object(o) => o.get("content").and_then(Value::as_str).map(str::to_string),
+        _ => None,
+    }
+}
+
+/// `chat_template` is a string, or a list of `{name, template}` where `default` is the one to use.
+fn chat_template(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Array(list) => list
+            .iter()
+            .find(|t| t.get("name").and_then(Value::as_str) == Some("default"))
+            .and_then(|t| t.get("template")?.as_str().map(str::to_string)),
+        _ => None,
+    }
+}
