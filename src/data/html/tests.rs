@@ -167,6 +167,49 @@ fn bullets_by_depth_and_lazy_lines() {
 }
 
 #[test]
+fn lazy_bullet_numbering() {
+    // "1. x\n* y\n1. w" and "1. x\n* y\n2. w" render alike. A lazy bullet under
+    // item 1 mostly came from lists numbered "1." throughout; once the list has
+    // counted past 1 it goes on counting.
+    let html = "<div><ol><li>A:\n* a</li><li>B:\n* b</li><li>C</li></ol></div>";
+    assert_eq!(md(html), "1. A:\n* a\n1. B:\n* b\n1. C");
+    let html = "<div><ol><li>A</li><li>B:\n* b</li><li>C:\n* c</li><li>D</li></ol></div>";
+    assert_eq!(md(html), "1. A\n2. B:\n* b\n3. C:\n* c\n4. D");
+}
+
+#[test]
+fn inline_elements_on_consecutive_lines() {
+    // The page dropped the newline between tags of consecutive source lines.
+    let html = "<div><p><strong>Treant</strong><em>Huge plant</em></p><p><strong>Actions</strong><strong>Slam.</strong> Hit.</p></div>";
+    assert_eq!(md(html), "**Treant**\n*Huge plant*\n\n**Actions**\n**Slam.** Hit.");
+    let html = r#"<div><p><img alt="a" src="x.png"><img alt="b" src="y.png"></p></div>"#;
+    assert_eq!(md(html), "![a](x.png)\n![b](y.png)");
+    let html = "<div><p><code>a,</code><code>b</code> and <a href=\"u\">l</a><strong>c</strong></p></div>";
+    assert_eq!(md(html), "`a,`\n`b` and [l](u)\n**c**");
+    // nested or separated by text: untouched
+    assert_eq!(md("<div><p><strong><em>x</em></strong> <em>y</em></p></div>"), "***x*** *y*");
+}
+
+#[test]
+fn hashtags_read_as_headings() {
+    // Python-Markdown takes "#tag" (no space) for a heading; such lines come back as written.
+    let html = "<div><ol><li><h1>workout</h1></li><li><h1>VeganLife</h1></li></ol></div>";
+    assert_eq!(md(html), "1. #workout\n2. #VeganLife");
+    assert_eq!(md("<div><ul><li><h1>00aeef: bright blue</h1></li></ul></div>"), "* #00aeef: bright blue");
+    assert_eq!(
+        md("<div><p>Tags:</p><h1>SalesPipeline #Networking #ISP</h1></div>"),
+        "Tags:\n\n#SalesPipeline #Networking #ISP"
+    );
+    assert_eq!(md("<div><h1>include &lt;exiv2/image.hpp&gt;</h1></div>"), "#include <exiv2/image.hpp>");
+    assert_eq!(md("<div><h1>2</h1><p>x</p></div>"), "#2\n\nx");
+    // real headings keep the ATX space
+    assert_eq!(
+        md("<div><h1>Conclusion</h1><h1>Getting started with #rust</h1></div>"),
+        "# Conclusion\n\n# Getting started with #rust"
+    );
+}
+
+#[test]
 fn table() {
     let html = "<div><table><thead><tr><th>Name</th><th style=\"text-align: center;\">A|B</th></tr></thead><tbody><tr><td><strong>x</strong></td><td></td></tr><tr><td>y</td><td>1</td></tr></tbody></table><p>After</p></div>";
     assert_eq!(md(html), "| Name | A\\|B |\n| --- | :---: |\n| **x** |  |\n| y | 1 |\n\nAfter");
