@@ -114,9 +114,12 @@ enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Print statistics: conversations, turns, characters, length histogram, languages.
+    /// Print statistics: conversations, turns, characters, length histogram, languages (tokens with --tokenizer).
     Stats {
         inputs: Vec<PathBuf>,
+        /// With `--tokenizer`: token counts as rendered by `--template`.
+        #[command(flatten)]
+        tokens: TokenArgs,
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -463,8 +466,10 @@ fn run_prep(prep: Prep) -> Result<()> {
             let (a, b) = ops::split_train_test(&inputs, &train, &test, amount, seed)?;
             report(&out, &[a, b])
         }
-        Stage::Stats { inputs, json } => {
-            let stats = stats::compute(&open_all(&inputs)?);
+        Stage::Stats { inputs, tokens, json } => {
+            let loaded = tokens.load()?;
+            let stats =
+                stats::compute(&open_all(&inputs)?, loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)));
             if json {
                 println!("{}", serde_json::to_string_pretty(&stats)?);
             } else {

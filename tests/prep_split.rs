@@ -172,3 +172,29 @@ fn split_without_tokenizer_says_what_to_pass() {
     let err = fails(&["prep", "split", input.to_str().unwrap(), "-o", s.path("o.json").to_str().unwrap()]);
     assert_eq!(err.trim(), "error: prep split needs --tokenizer (a tokenizer.json or a model directory)");
 }
+
+#[test]
+fn stats_token_counts_agree_with_encode() {
+    let s = Scratch::new();
+    let input = repo().join("tests/golden/sharegpt_raw_example.clean.json");
+    let tok = tiny_tokenizer().to_str().unwrap();
+    let stats: serde_json::Value =
+        serde_json::from_str(&ok(&["prep", "stats", input.to_str().unwrap(), "--tokenizer", tok, "--json"])).unwrap();
+    let out = s.path("samples.jsonl");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "prep",
+        "encode",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--tokenizer",
+        tok,
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(stats["tokens"]["tokens"], report["counters"]["tokens"]);
+    assert_eq!(stats["tokens"]["trained_tokens"], report["counters"]["trained_tokens"]);
+    let histogram_total: u64 =
+        stats["tokens"]["histogram"].as_array().unwrap().iter().map(|b| b[1].as_u64().unwrap()).sum();
+    assert_eq!(histogram_total, 9);
+}

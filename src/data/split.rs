@@ -56,7 +56,10 @@ pub fn split(
             total += costs.pairs[end];
             end += 1;
         }
-        while end > start && count(template, tokenizer, system, &pairs[start..end])? > options.max_len {
+        // The whole conversation's count is exact already (every token was attributed); a proper
+        // part is re-encoded, since BPE at its edges may differ from the tokens in context.
+        let whole = start == 0 && end == pairs.len();
+        while end > start && !whole && count(template, tokenizer, system, &pairs[start..end])? > options.max_len {
             end -= 1;
         }
         if end > start {

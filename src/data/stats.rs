@@ -1,9 +1,13 @@
 //! `prep stats`: what a data set holds before anyone trains on it: conversations, turns,
 //! characters (tokens once a tokenizer is given), a length histogram, languages, and the records
 //! that could not be read, by reason. Computed in parallel over the mapped files.
+use super::clean::repair_structure;
 use super::conversation::{Conversation, Role};
+use super::encode::encode;
 use super::records::RecordFile;
 use super::report::Reason;
+use super::template::Template;
+use crate::model::tokenizer::Tokenizer;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -12,6 +16,9 @@ use std::fmt;
 /// Upper bounds (exclusive) of the histogram buckets of characters per conversation; the last
 /// bucket is open.
 const BUCKETS: &[usize] = &[256, 512, 1024, 2048, 4096, 8192, 16384, 32768, 65536];
+
+/// Upper bounds (exclusive) of the histogram buckets of tokens per conversation.
+const TOKEN_BUCKETS: &[usize] = &[256, 512, 1024, 2048, 4096, 8192];
 
 /// Language detection reads this many characters of each conversation: enough for a confident
 /// guess, and it keeps `stats` fast on large dumps.
@@ -36,16 +43,45 @@ pub struct Stats {
     pub languages: BTreeMap<String, usize>,
     /// Records that could not be read as conversations, by reason.
     pub unreadable: BTreeMap<Reason, usize>,
+    /// Token counts, when a tokenizer and template are given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<TokenStats>,
+}
+
+/// Token figures of the conversations as rendered by a template (BOS and role tags included).
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TokenStats {
+    pub tokens: usize,
+    /// Tokens of the assistant turns and their end-of-turn markers (what the loss sees).
+    pub trained_tokens: usize,
+    pub max_tokens: usize,
+    /// Conversations per bucket of tokens.
+    pub histogram: Vec<(String, usize)>,
 }
 
 #[derive(Default)]
 struct Acc {
     stats: Stats,
     histogram: Vec<usize>,
+    tokens: TokenStats,
+    token_histogram: Vec<usize>,
 }
 
 impl Acc {
-    fn add(mut self, c: &Conversation) -> Acc {
+    fn add(mut self, c: &Conversation, tokens: Option<(&Tokenizer, &Template)>) -> Acc {
+        if let Some((tokenizer, template)) = tokens {
+            let mut repaired = c.clone();
+            if repair_structure(&mut repaired.turns).is_ok() {
+                if let Ok(Ok(sample)) = encode(&repaired, template, tokenizer, usize::MAX) {
+                    let n = sample.input_ids.len();
+                    self.tokens.tokens += n;
+                    self.tokens.trained_tokens += sample.trained_tokens();
+                    self.tokens.max_tokens = self.tokens.max_tokens.max(n);
+                    self.token_histogram.resize(TOKEN_BUCKETS.len() + 1, 0);
+                    self.token_histogram[TOKEN_BUCKETS.iter().position(|&b| n < b).unwrap_or(TOKEN_BUCKETS.len())] += 1;
+                }
+            }
+        }
         let s = &mut self.stats;
         s.conversations += 1;
         s.turns += c.turns.len();
@@ -93,6 +129,13 @@ impl Acc {
         for (i, v) in other.histogram.into_iter().enumerate() {
             self.histogram[i] += v;
         }
+        self.tokens.tokens += other.tokens.tokens;
+        self.tokens.trained_tokens += other.tokens.trained_tokens;
+        self.tokens.max_tokens = self.tokens.max_tokens.max(other.tokens.max_tokens);
+        self.token_histogram.resize(TOKEN_BUCKETS.len() + 1, 0);
+        for (i, v) in other.token_histogram.into_iter().enumerate() {
+            self.token_histogram[i] += v;
+        }
         self
     }
 }
@@ -110,13 +153,13 @@ fn language(c: &Conversation) -> String {
     whatlang::detect_lang(&sample).map_or_else(|| "unknown".to_string(), |l| l.eng_name().to_string())
 }
 
-/// Computes the statistics of clean conversation files.
-pub fn compute(files: &[RecordFile]) -> Stats {
+/// Computes the statistics of clean conversation files; with `tokens`, also token counts.
+pub fn compute(files: &[RecordFile], tokens: Option<(&Tokenizer, &Template)>) -> Stats {
     let acc = files
         .par_iter()
         .flat_map(|f| (0..f.len()).into_par_iter().map(move |i| (f, i)))
         .fold(Acc::default, |acc, (f, i)| match Conversation::parse(f.record(i), i) {
-            Ok(c) => acc.add(&c),
+            Ok(c) => acc.add(&c, tokens),
             Err(reason) => {
                 let mut acc = acc;
                 *acc.stats.unreadable.entry(reason).or_default() += 1;
@@ -125,18 +168,34 @@ pub fn compute(files: &[RecordFile]) -> Stats {
         })
         .reduce(Acc::default, Acc::merge);
     let mut stats = acc.stats;
-    let mut histogram = acc.histogram;
-    histogram.resize(BUCKETS.len() + 1, 0);
-    stats.length_histogram = histogram
+    stats.length_histogram = labelled(acc.histogram, BUCKETS);
+    if tokens.is_some() {
+        stats.tokens = Some(TokenStats { histogram: labelled(acc.token_histogram, TOKEN_BUCKETS), ..acc.tokens });
+    }
+    stats
+}
+
+/// Pairs each histogram count with its bucket's range, `lo-hi` (the last one `lo+`).
+fn labelled(mut counts: Vec<usize>, bounds: &[usize]) -> Vec<(String, usize)> {
+    counts.resize(bounds.len() + 1, 0);
+    counts
         .into_iter()
         .enumerate()
         .map(|(i, n)| {
-            let lo = if i == 0 { 0 } else { BUCKETS[i - 1] };
-            let label = BUCKETS.get(i).map_or_else(|| format!("{lo}+"), |hi| format!("{lo}-{}", hi - 1));
+            let lo = if i == 0 { 0 } else { bounds[i - 1] };
+            let label = bounds.get(i).map_or_else(|| format!("{lo}+"), |hi| format!("{lo}-{}", hi - 1));
             (label, n)
         })
-        .collect();
-    stats
+        .collect()
+}
+
+/// Writes a labelled histogram as rows of `#`, scaled to the largest bucket.
+fn bars(f: &mut fmt::Formatter, rows: &[(String, usize)]) -> fmt::Result {
+    let widest = rows.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
+    for (label, n) in rows {
+        writeln!(f, "  {label:>12} {n:>9} {}", "#".repeat(n * 40 / widest))?;
+    }
+    Ok(())
 }
 
 impl fmt::Display for Stats {
@@ -173,9 +232,23 @@ impl fmt::Display for Stats {
             per(self.assistant_characters, self.assistant_turns)
         )?;
         writeln!(f, "characters per conversation:")?;
-        let widest = self.length_histogram.iter().map(|(_, n)| *n).max().unwrap_or(0).max(1);
-        for (label, n) in &self.length_histogram {
-            writeln!(f, "  {label:>12} {n:>9} {}", "#".repeat(n * 40 / widest))?;
+        bars(f, &self.length_histogram)?;
+        if let Some(t) = &self.tokens {
+            writeln!(
+                f,
+                "tokens               {:>12}  ({:.0} per conversation, max {})",
+                t.tokens,
+                per(t.tokens, self.conversations),
+                t.max_tokens
+            )?;
+            writeln!(
+                f,
+                "  trained            {:>12}  ({:.1}%)",
+                t.trained_tokens,
+                100.0 * per(t.trained_tokens, t.tokens)
+            )?;
+            writeln!(f, "tokens per conversation:")?;
+            bars(f, &t.histogram)?;
         }
         writeln!(f, "languages:")?;
         let mut langs: Vec<_> = self.languages.iter().collect();
