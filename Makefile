@@ -8,7 +8,7 @@ export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
 
-.PHONY: setup tokenizers build demo test fmt clean
+.PHONY: setup tokenizers fixtures build demo test fmt clean
 
 setup:
 	@bash scripts/setup.sh
@@ -23,7 +23,12 @@ build: setup
 demo: build
 	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
 
-test: setup tokenizers
+# Tiny random Llama checkpoints and transformers' outputs for them (git-ignored, rebuilt when the
+# script changes).
+fixtures: setup
+	@bash scripts/fixtures/make_llama_fixtures.sh
+
+test: setup tokenizers fixtures
 	$(CARGO) test --release --locked
 
 fmt:

@@ -1,22 +1,39 @@
 #!/usr/bin/env bash
 # Creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
-# binds) and prints nothing else of note when it is already there. Idempotent: a stamp file records
-# what was installed, so a second run costs well under a second.
+# binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
+# packages it saves and loads checkpoints with), and prints nothing else of note when they are already
+# there. Idempotent: one stamp file per step records what was installed, so an environment made before
+# the reference step was added only gets that delta, and a second run costs well under a second.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${VICUNA_VENV:-$root/.venv}"
 torch_version="2.13.0"
 stamp="$venv/.vicuna-setup-torch-$torch_version"
+# The reference (scripts/fixtures/llama_reference.py): transformers and the dependencies that touch the
+# numbers or the checkpoint format, pinned; pip resolves the rest of transformers' requirements.
+reference_pkgs=(transformers==5.23.0 numpy==2.4.6 safetensors==0.8.0 huggingface_hub==2.4.0 tokenizers==0.23.3)
+reference_stamp="$venv/.vicuna-setup-reference"
 
-if [ -f "$stamp" ]; then
+if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
-if [ ! -x "$venv/bin/python" ]; then
-  echo "setup: creating virtual environment $venv" >&2
-  "$python" -m venv "$venv"
+if [ ! -f "$stamp" ]; then
+  if [ ! -x "$venv/bin/python" ]; then
+    echo "setup: creating virtual environment $venv" >&2
+    "$python" -m venv "$venv"
+  fi
+  echo "setup: installing torch==$torch_version into $venv (about 70 s and 4.7 GB the first time)" >&2
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$torch_version"
+  "$venv/bin/python" -W ignore -c "import torch; assert torch.__version__.startswith('$torch_version'), torch.__version__"
+  touch "$stamp"
 fi
-echo "setup: installing torch==$torch_version into $venv (about 70 s and 4.7 GB the first time)" >&2
-"$venv/bin/python" -m pip install --quiet --disable-pip-version-check "torch==$torch_version"
-"$venv/bin/python" -W ignore -c "import torch; assert torch.__version__.startswith('$torch_version'), torch.__version__"
-touch "$stamp"
+if [ ! -f "$reference_stamp" ] || [ "$(cat "$reference_stamp")" != "${reference_pkgs[*]}" ]; then
+  echo "setup: installing ${reference_pkgs[*]} into $venv (about 20 s the first time)" >&2
+  rm -f "$reference_stamp"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${reference_pkgs[@]}"
+  "$venv/bin/python" -W ignore -c "import torch, transformers, numpy, safetensors
+assert transformers.__version__ == '5.23.0', transformers.__version__
+assert torch.__version__.startswith('$torch_version'), torch.__version__"
+  echo "${reference_pkgs[*]}" > "$reference_stamp"
+fi

@@ -14,6 +14,10 @@ use vicuna::data::report::Report;
 use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
 use vicuna::data::template::{Template, TemplateName};
+use vicuna::model::config::Preset;
+use vicuna::model::device::{parse_device, Dtype};
+use vicuna::model::generate::Sampling;
+use vicuna::model::inference::Engine;
 use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
 
 /// The Vicuna recipe in one binary: clean ShareGPT dumps, fine-tune LLaMA models, evaluate them.
@@ -31,12 +35,115 @@ enum Command {
     /// Tokenizer tools.
     #[command(subcommand)]
     Tokenizer(TokenizerCommand),
+    /// Create or inspect models in Hugging Face layout.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Generate text from a model (KV cache; greedy or sampled; several prompts as one batch).
+    Generate(GenerateArgs),
+    /// Chat with a model in the terminal, answers streamed token by token.
+    Chat(ChatArgs),
     /// Show the libtorch runtime: version, CPU threads, CUDA devices.
     Env {
         /// Print JSON instead of text.
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum ModelCommand {
+    /// Write a randomly initialised model (HF layout: config.json, safetensors, tokenizer files).
+    Init {
+        /// Model size.
+        #[arg(long, value_enum)]
+        preset: Preset,
+        /// Tokenizer (tokenizer.json or a directory): sets the vocabulary and is copied along.
+        #[arg(long)]
+        tokenizer: PathBuf,
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Seed of the random weights.
+        #[arg(long, default_value_t = 0)]
+        seed: i64,
+        /// Weight format on disk.
+        #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
+        dtype: Dtype,
+        /// Largest safetensors shard (e.g. 5GB, 500MB).
+        #[arg(long, default_value = "5GB")]
+        max_shard_size: String,
+    },
+    /// Print a model's config, parameter count and tensors.
+    Inspect {
+        /// Model directory.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+struct SamplingArgs {
+    /// New tokens at most.
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f64,
+    /// Nucleus sampling threshold (1 = off).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f64,
+    /// Sample among the k most likely tokens only (0 = off).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Penalty on tokens already present (1 = off; 1.1 to 1.3 curbs loops).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f64,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+#[derive(Args)]
+struct ModelArgs {
+    /// Model directory (config.json, safetensors, tokenizer files).
+    #[arg(long)]
+    model: PathBuf,
+    /// Chat template; without one, the prompt is raw text.
+    #[arg(long, value_enum)]
+    template: Option<TemplateName>,
+    /// System prompt (replaces the template's default).
+    #[arg(long)]
+    system: Option<String>,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Compute format.
+    #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
+    dtype: Dtype,
+}
+
+#[derive(Args)]
+struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt; repeat the flag for a batch.
+    #[arg(long, required = true)]
+    prompt: Vec<String>,
+    #[command(flatten)]
+    sampling: SamplingArgs,
+    /// Print one JSON object per prompt (prompt ids, generated ids, text) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+struct ChatArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    #[command(flatten)]
+    sampling: SamplingArgs,
 }
 
 #[derive(Subcommand)]
@@ -300,6 +407,25 @@ struct OutputArgs {
     report: Option<PathBuf>,
 }
 
+impl SamplingArgs {
+    fn sampling(&self) -> Sampling {
+        Sampling {
+            temperature: self.temperature,
+            top_p: self.top_p,
+            top_k: self.top_k,
+            repetition_penalty: self.repetition_penalty,
+            max_new_tokens: self.max_new_tokens,
+            seed: self.seed,
+        }
+    }
+}
+
+impl ModelArgs {
+    fn engine(&self) -> Result<Engine> {
+        Engine::load(&self.model, self.template, parse_device(&self.device)?, self.dtype.kind())
+    }
+}
+
 impl TokenArgs {
     /// Loads the tokenizer and binds the template; `None` without `--tokenizer`.
     fn load(&self) -> Result<Option<(Tokenizer, Template)>> {
@@ -347,6 +473,11 @@ impl OutputArgs {
 }
 
 fn main() -> ExitCode {
+    // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
+    // SAFETY: restoring the default disposition of a signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     match run(Cli::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -365,6 +496,38 @@ fn run(cli: Cli) -> Result<()> {
             println!("trained a {vocab_size}-token BPE tokenizer on {} texts into {}", texts.len(), output.display());
             Ok(())
         }
+        Command::Model(ModelCommand::Init { preset, tokenizer, output, seed, dtype, max_shard_size }) => {
+            let tok = Tokenizer::load(&tokenizer, &SpecialOverrides::default())?;
+            let config =
+                preset.config(tok.vocab_size(), tok.bos.as_ref().map(|b| b.id), tok.eos.iter().map(|e| e.id).collect());
+            let params = config.parameter_count();
+            let model = vicuna::model::llama::Llama::init(config, seed, dtype.kind(), tch::Device::Cpu)?;
+            let max_shard = vicuna::model::weights::parse_size(&max_shard_size)?;
+            vicuna::model::weights::save_model(&model, &output, dtype.kind(), max_shard, Some(&tokenizer))?;
+            println!("wrote a {params}-parameter {preset:?} model to {}", output.display());
+            Ok(())
+        }
+        Command::Model(ModelCommand::Inspect { dir, json }) => {
+            let config = vicuna::model::config::Config::load(&dir.join("config.json"))?;
+            let checkpoint = vicuna::model::weights::Checkpoint::open(&dir)?;
+            let tensors: Vec<(String, Vec<i64>, String)> = checkpoint
+                .names()
+                .filter_map(|n| checkpoint.describe(n).map(|(shape, dtype)| (n.to_string(), shape, dtype)))
+                .collect();
+            if json {
+                let v = serde_json::json!({"config": config.to_hf_json(config.torch_dtype.as_deref().unwrap_or("float32")), "parameters": config.parameter_count(), "tensors": tensors});
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{config:#?}");
+                println!("parameters: {}", config.parameter_count());
+                for (name, shape, dtype) in tensors {
+                    println!("  {name:<48} {dtype:<5} {shape:?}");
+                }
+            }
+            Ok(())
+        }
+        Command::Generate(args) => run_generate(args),
+        Command::Chat(args) => run_chat(args),
         Command::Env { json } => {
             let runtime = vicuna::model::device::runtime();
             if json {
@@ -500,4 +663,65 @@ fn report(out: &OutputArgs, reports: &[Report]) -> Result<()> {
 
 fn write_report(path: &Path, json: &str) -> Result<()> {
     vicuna::atomic::write_bytes(path, format!("{json}\n").as_bytes())
+}
+
+fn run_generate(args: GenerateArgs) -> Result<()> {
+    let engine = args.model.engine()?;
+    let user = |p: &String| {
+        vec![vicuna::data::conversation::Turn { role: vicuna::data::conversation::Role::User, text: p.clone() }]
+    };
+    let prompts = args
+        .prompt
+        .iter()
+        .map(|p| engine.prompt_ids(args.model.system.as_deref(), &user(p)))
+        .collect::<Result<Vec<_>>>()?;
+    let outputs = engine.generate(&prompts, &args.sampling.sampling(), &mut |_, _| {})?;
+    if args.json {
+        for o in &outputs {
+            println!("{}", serde_json::to_string(o)?);
+        }
+    } else {
+        for o in outputs {
+            println!("{}", o.text);
+        }
+    }
+    Ok(())
+}
+
+fn run_chat(args: ChatArgs) -> Result<()> {
+    use std::io::{BufRead, Write};
+    use vicuna::data::conversation::{Role, Turn};
+    let engine = args.model.engine()?;
+    let sampling = args.sampling.sampling();
+    let mut turns: Vec<Turn> = Vec::new();
+    let stdin = std::io::stdin();
+    let mut stdout = std::io::stdout();
+    eprintln!("chatting with {} (empty line or Ctrl-D to quit)", args.model.model.display());
+    loop {
+        print!("USER: ");
+        stdout.flush()?;
+        let mut line = String::new();
+        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
+            return Ok(());
+        }
+        turns.push(Turn { role: Role::User, text: line.trim_end().to_string() });
+        let prompt = engine.prompt_ids(args.model.system.as_deref(), &turns)?;
+        print!("ASSISTANT: ");
+        stdout.flush()?;
+        // Streams the decoded text as it grows (a token may complete a multi-byte character).
+        let mut ids = Vec::new();
+        let mut shown = 0;
+        let outputs = engine.generate(&[prompt], &sampling, &mut |_, id| {
+            ids.push(id);
+            if let Ok(text) = engine.tokenizer.decode(&ids, true) {
+                if text.len() > shown && text.is_char_boundary(shown) {
+                    print!("{}", &text[shown..]);
+                    let _ = std::io::stdout().flush();
+                    shown = text.len();
+                }
+            }
+        })?;
+        println!();
+        turns.push(Turn { role: Role::Assistant, text: outputs[0].text.clone() });
+    }
 }

@@ -27,3 +27,44 @@ pub fn runtime() -> Runtime {
         cudnn_available: tch::Cuda::cudnn_is_available(),
     }
 }
+
+/// Parses `--device`: `cpu`, `cuda` (device 0) or `cuda:N`; CUDA must be available.
+pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
+    let device = match s.trim() {
+        "cpu" => tch::Device::Cpu,
+        "cuda" => tch::Device::Cuda(0),
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => tch::Device::Cuda(n),
+            None => anyhow::bail!("--device {other:?}: use cpu, cuda or cuda:N"),
+        },
+    };
+    if let tch::Device::Cuda(n) = device {
+        let count = tch::Cuda::device_count();
+        if n as i64 >= count {
+            anyhow::bail!("--device {s}: this machine has {count} CUDA device(s)");
+        }
+    }
+    Ok(device)
+}
+
+/// Floating-point formats for weights and activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Dtype {
+    /// 32-bit float: exact on CPU (bf16 matmuls are ten times slower there).
+    Fp32,
+    /// bfloat16: the GPU training and inference format.
+    Bf16,
+    /// float16.
+    Fp16,
+}
+
+impl Dtype {
+    /// The libtorch kind.
+    pub fn kind(self) -> tch::Kind {
+        match self {
+            Dtype::Fp32 => tch::Kind::Float,
+            Dtype::Bf16 => tch::Kind::BFloat16,
+            Dtype::Fp16 => tch::Kind::Half,
+        }
+    }
+}

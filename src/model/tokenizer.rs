@@ -4,6 +4,9 @@
 //! `config.json` (token ids), then the tokenizer's own added tokens, with flags to override.
 //! Text is always encoded without adding special tokens: templates write BOS and end-of-turn
 //! tokens into the text themselves, so what is trained is exactly what inference sees.
+//! Llama-2-style tokenizers encode through [`FastEncoder`] (same ids and offsets, much faster);
+//! set `VICUNA_NO_FAST_TOKENIZER=1` to force the plain `tokenizers` encoder (for comparisons).
+use super::fast_encode::FastEncoder;
 use anyhow::{anyhow, bail, Context, Result};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
@@ -44,6 +47,8 @@ pub struct Tokenizer {
     pub pad: Option<Special>,
     /// The tokenizer's own Jinja chat template (`tokenizer_config.json`), if it has one.
     pub chat_template: Option<String>,
+    /// The exact fast path, when it applies to this tokenizer (see `fast_encode`).
+    fast: Option<FastEncoder>,
 }
 
 impl Tokenizer {
@@ -66,7 +71,12 @@ impl Tokenizer {
         let config = read_json(&dir.join("tokenizer_config.json"))?;
         let generation = read_json(&dir.join("generation_config.json"))?;
         let model = read_json(&dir.join("config.json"))?;
-        let mut tok = Tokenizer { inner, path: file, bos: None, eos: None, pad: None, chat_template: None };
+        // VICUNA_NO_FAST_TOKENIZER=1 keeps the plain encoder, to check the fast one against it.
+        let fast = match std::env::var_os("VICUNA_NO_FAST_TOKENIZER") {
+            Some(v) if !v.is_empty() && v != "0" => None,
+            _ => FastEncoder::new(&inner),
+        };
+        let mut tok = Tokenizer { inner, path: file, bos: None, eos: None, pad: None, chat_template: None, fast };
         let add_bos = config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true);
         let sources = [config.as_ref(), generation.as_ref(), model.as_ref()];
         tok.bos =
@@ -113,6 +123,9 @@ impl Tokenizer {
 
     /// Encodes `text` as is (special-token strings in it become their ids; nothing is added).
     pub fn encode(&self, text: &str) -> Result<Encoding> {
+        if let Some(fast) = &self.fast {
+            return fast.encode(text).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()));
+        }
         let e = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()))?;
         Ok(Encoding { ids: e.get_ids().to_vec(), offsets: e.get_offsets().to_vec() })
     }
@@ -154,6 +167,12 @@ impl Tokenizer {
             .collect();
         v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
         v
+    }
+
+    /// Whether `encode` takes the fast path (a Llama-2-style tokenizer, and
+    /// `VICUNA_NO_FAST_TOKENIZER` unset).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
     }
 
     /// The underlying `tokenizers` object, for the fast encoder's equality checks.

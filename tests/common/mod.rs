@@ -116,3 +116,17 @@ pub fn real_tokenizer(name: &str) -> PathBuf {
     );
     dir
 }
+
+/// Tiny random Llama checkpoints and their transformers reference outputs, made by
+/// `scripts/fixtures/make_llama_fixtures.sh` (`make test` runs it first).
+pub fn llama_fixtures() -> PathBuf {
+    let dir = std::env::var_os("VICUNA_LLAMA_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".cache/fixtures/llama"));
+    assert!(
+        dir.join("classic_mha/reference.json").exists(),
+        "{} is missing: run scripts/fixtures/make_llama_fixtures.sh (make test does it)",
+        dir.display()
+    );
+    dir
+}

@@ -1,0 +1,84 @@
+//! A model directory ready for inference: weights, tokenizer and chat template loaded together,
+//! prompts rendered exactly as in training, and generation stopped where the template ends an
+//! answer. Shared by `vicuna generate`, `vicuna chat` and evaluation.
+use super::generate::{generate, Sampling, Stops};
+use super::tokenizer::{SpecialOverrides, Tokenizer};
+use super::weights::{load_model, Loaded};
+use crate::data::conversation::Turn;
+use crate::data::template::{Template, TemplateName};
+use anyhow::Result;
+use std::path::Path;
+use tch::{Device, Kind};
+
+/// Model, tokenizer and (optional) template of one directory.
+pub struct Engine {
+    pub model: Loaded,
+    pub tokenizer: Tokenizer,
+    pub template: Option<Template>,
+}
+
+/// One generated answer.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Output {
+    pub prompt_ids: Vec<u32>,
+    pub ids: Vec<u32>,
+    pub text: String,
+}
+
+impl Engine {
+    /// Loads `dir` (config.json, safetensors, tokenizer files) as `kind` on `device`.
+    pub fn load(dir: &Path, template: Option<TemplateName>, device: Device, kind: Kind) -> Result<Engine> {
+        let tokenizer = Tokenizer::load(dir, &SpecialOverrides::default())?;
+        let template = template.map(|t| Template::new(t, &tokenizer)).transpose()?;
+        let model = load_model(dir, kind, device)?;
+        Ok(Engine { model, tokenizer, template })
+    }
+
+    /// Token ids of a prompt: the conversation rendered by the template up to where the answer
+    /// starts, or, without a template, the last turn's text after BOS.
+    pub fn prompt_ids(&self, system: Option<&str>, turns: &[Turn]) -> Result<Vec<u32>> {
+        let text = match &self.template {
+            Some(t) => t.prompt(system, turns)?,
+            None => {
+                let bos = self.tokenizer.bos.as_ref().map(|b| b.text.as_str()).unwrap_or("");
+                format!("{bos}{}", turns.last().map(|t| t.text.as_str()).unwrap_or(""))
+            }
+        };
+        Ok(self.tokenizer.encode(&text)?.ids)
+    }
+
+    /// What ends an answer: the model's and tokenizer's EOS ids and the template's stop strings.
+    pub fn stops(&self) -> Stops {
+        let mut eos_ids = self.model.config.eos_token_ids.clone();
+        eos_ids.extend(self.tokenizer.eos.as_ref().map(|e| e.id));
+        if let Some(t) = &self.template {
+            eos_ids.extend(t.stop_strings().iter().filter_map(|s| self.tokenizer.id(s)));
+        }
+        eos_ids.sort_unstable();
+        eos_ids.dedup();
+        let strings = self
+            .template
+            .as_ref()
+            .map(|t| t.stop_strings().into_iter().filter(|s| self.tokenizer.id(s).is_none()).collect())
+            .unwrap_or_default();
+        Stops { eos_ids, strings }
+    }
+
+    /// Generates answers for a batch of prompts; `on_token(row, id)` streams new tokens.
+    pub fn generate(
+        &self,
+        prompts: &[Vec<u32>],
+        sampling: &Sampling,
+        on_token: &mut dyn FnMut(usize, u32),
+    ) -> Result<Vec<Output>> {
+        let decode = |ids: &[u32]| self.tokenizer.decode(ids, true);
+        let ids = generate(&self.model, prompts, sampling, &self.stops(), &decode, on_token)?;
+        prompts
+            .iter()
+            .zip(ids)
+            .map(|(p, ids)| {
+                Ok(Output { prompt_ids: p.clone(), text: self.tokenizer.decode(&ids, true)?.trim().to_string(), ids })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,287 @@
+//! Hugging Face checkpoints in and out: `model.safetensors` or shards listed by
+//! `model.safetensors.index.json`, memory-mapped copy-on-write. A tensor whose dtype already
+//! matches is a view of the map (no copy, pages read on first use; writes stay private), so a 13B
+//! checkpoint is never read whole into RAM, nor once per process. Saving writes HF layout: shards
+//! up to `max_shard_size` with the index, `config.json`, `generation_config.json` and the
+//! tokenizer files, so `transformers` loads the directory unchanged.
+use super::config::Config;
+use super::llama::Llama;
+use crate::atomic;
+use anyhow::{bail, Context, Result};
+use safetensors::{Dtype, SafeTensors};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tch::{Device, Kind, Tensor};
+
+/// Where one tensor lives in the mapped shards.
+struct Entry {
+    shard: usize,
+    dtype: Dtype,
+    shape: Vec<i64>,
+    /// Byte range within the shard's map.
+    start: usize,
+    end: usize,
+}
+
+/// A checkpoint's shards, mapped, with the location of every tensor.
+pub struct Checkpoint {
+    dir: PathBuf,
+    maps: Vec<memmap2::MmapMut>,
+    entries: BTreeMap<String, Entry>,
+}
+
+impl Checkpoint {
+    /// Maps the safetensors files of `dir` (single file or sharded with an index).
+    pub fn open(dir: &Path) -> Result<Checkpoint> {
+        let index = dir.join("model.safetensors.index.json");
+        let files: Vec<PathBuf> = if index.exists() {
+            let text = std::fs::read_to_string(&index).with_context(|| format!("cannot read {}", index.display()))?;
+            let v: serde_json::Value =
+                serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+            let map = v
+                .get("weight_map")
+                .and_then(|m| m.as_object())
+                .with_context(|| format!("{}: no weight_map", index.display()))?;
+            let mut names: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+            names.sort_unstable();
+            names.dedup();
+            names.into_iter().map(|n| dir.join(n)).collect()
+        } else if dir.join("model.safetensors").exists() {
+            vec![dir.join("model.safetensors")]
+        } else {
+            bail!(
+                "{}: no model.safetensors or model.safetensors.index.json; pass a Hugging Face model directory",
+                dir.display()
+            );
+        };
+        let mut maps = Vec::with_capacity(files.len());
+        let mut entries = BTreeMap::new();
+        for (shard, path) in files.iter().enumerate() {
+            let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+            // SAFETY: a private (copy-on-write) map: writes never reach the file, and the file is
+            // not expected to be truncated by another process while a model uses it.
+            let map = unsafe { memmap2::MmapOptions::new().map_copy(&file) }
+                .with_context(|| format!("cannot map {}", path.display()))?;
+            let st = SafeTensors::deserialize(&map)
+                .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+            let base = map.as_ptr() as usize;
+            for (name, view) in st.tensors() {
+                let start = view.data().as_ptr() as usize - base;
+                let entry = Entry {
+                    shard,
+                    dtype: view.dtype(),
+                    shape: view.shape().iter().map(|&d| d as i64).collect(),
+                    start,
+                    end: start + view.data().len(),
+                };
+                entries.insert(name, entry);
+            }
+            maps.push(map);
+        }
+        Ok(Checkpoint { dir: dir.to_path_buf(), maps, entries })
+    }
+
+    /// Tensor names in the checkpoint.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.entries.keys().map(String::as_str)
+    }
+
+    /// Shape and dtype of a tensor, for `model inspect`.
+    pub fn describe(&self, name: &str) -> Option<(Vec<i64>, String)> {
+        self.entries.get(name).map(|e| (e.shape.clone(), format!("{:?}", e.dtype)))
+    }
+
+    /// The tensor `name` with `shape`, as `kind` on `device`: a view of the map when nothing must
+    /// change (CPU, same dtype, aligned), otherwise a converted copy.
+    ///
+    /// # Safety contract
+    /// A view borrows the map: the returned tensor must not outlive `self`. `load_model` keeps the
+    /// checkpoint alive inside the model for that reason.
+    fn tensor(&mut self, name: &str, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
+        let e = self
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
+        if e.shape != shape {
+            bail!("{}: tensor {name} has shape {:?}, the config expects {:?}", self.dir.display(), e.shape, shape);
+        }
+        let stored = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        let bytes = &mut self.maps[e.shard][e.start..e.end];
+        let aligned = (bytes.as_ptr() as usize) % stored.elt_size_in_bytes() == 0;
+        let strides = contiguous_strides(shape);
+        if aligned && stored == kind && device == Device::Cpu {
+            // SAFETY: the bytes hold `shape` elements of `kind` (checked above), are aligned, and
+            // live in a private map that outlives the tensor (see the contract above).
+            return Ok(unsafe { Tensor::from_blob(bytes.as_mut_ptr(), shape, &strides, stored, Device::Cpu) });
+        }
+        let view = Tensor::from_data_size(bytes, shape, stored);
+        Ok(view.to_device(device).to_kind(kind))
+    }
+}
+
+fn contiguous_strides(shape: &[i64]) -> Vec<i64> {
+    let mut strides = vec![1; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        strides[i] = strides[i + 1] * shape[i + 1];
+    }
+    strides
+}
+
+fn kind_of(dtype: Dtype) -> Option<Kind> {
+    Some(match dtype {
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::F64 => Kind::Double,
+        _ => return None,
+    })
+}
+
+fn dtype_of(kind: Kind) -> Result<(Dtype, &'static str)> {
+    Ok(match kind {
+        Kind::Float => (Dtype::F32, "float32"),
+        Kind::Half => (Dtype::F16, "float16"),
+        Kind::BFloat16 => (Dtype::BF16, "bfloat16"),
+        other => bail!("cannot save weights of kind {other:?}"),
+    })
+}
+
+/// A model with the mapped checkpoint its weights may point into.
+pub struct Loaded {
+    pub model: Llama,
+    /// Keeps mapped weights valid; dropped after the model (field order).
+    _checkpoint: Arc<Checkpoint>,
+}
+
+/// Loads the Llama model in `dir` (config.json and safetensors) as `kind` on `device`.
+pub fn load_model(dir: &Path, kind: Kind, device: Device) -> Result<Loaded> {
+    let config = Config::load(&dir.join("config.json"))?;
+    let mut checkpoint = Checkpoint::open(dir)?;
+    let model = Llama::build(config, &mut |name, shape| checkpoint.tensor(name, shape, kind, device))?;
+    let expected = model.named_parameters().len();
+    // Tied checkpoints may still carry lm_head.weight; everything else must be used.
+    let present = checkpoint.names().filter(|n| !(model.lm_head.is_none() && *n == "lm_head.weight")).count();
+    if present != expected {
+        let used: std::collections::HashSet<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+        let extra: Vec<&str> =
+            checkpoint.names().filter(|n| !used.contains(*n) && *n != "lm_head.weight").take(5).collect();
+        bail!("{}: the checkpoint has tensors the config does not describe: {}", dir.display(), extra.join(", "));
+    }
+    Ok(Loaded { model, _checkpoint: Arc::new(checkpoint) })
+}
+
+impl std::ops::Deref for Loaded {
+    type Target = Llama;
+    fn deref(&self) -> &Llama {
+        &self.model
+    }
+}
+
+/// Files copied next to saved weights when the source has them.
+const TOKENIZER_FILES: &[&str] =
+    &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model"];
+
+/// Saves `model` into `dir` in Hugging Face layout, weights as `kind`, shards of at most
+/// `max_shard_bytes`; tokenizer files are copied from `tokenizer_dir` when given.
+pub fn save_model(
+    model: &Llama,
+    dir: &Path,
+    kind: Kind,
+    max_shard_bytes: usize,
+    tokenizer_dir: Option<&Path>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let (dtype, dtype_name) = dtype_of(kind)?;
+    // Group tensors into shards in checkpoint order.
+    let mut shards: Vec<Vec<(String, Tensor)>> = vec![Vec::new()];
+    let mut size = 0;
+    let mut total = 0;
+    for (name, t) in model.named_parameters() {
+        let t = t.to_device(Device::Cpu).to_kind(kind).contiguous();
+        let bytes = t.numel() * kind.elt_size_in_bytes();
+        if size > 0 && size + bytes > max_shard_bytes {
+            shards.push(Vec::new());
+            size = 0;
+        }
+        size += bytes;
+        total += bytes;
+        shards.last_mut().expect("one shard").push((name, t));
+    }
+    let n = shards.len();
+    let mut weight_map = serde_json::Map::new();
+    for (k, shard) in shards.iter().enumerate() {
+        let file =
+            if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", k + 1) };
+        for (name, _) in shard {
+            weight_map.insert(name.clone(), file.clone().into());
+        }
+        write_shard(&dir.join(&file), shard, dtype)?;
+    }
+    if n > 1 {
+        let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
+        atomic::write_bytes(
+            &dir.join("model.safetensors.index.json"),
+            serde_json::to_string_pretty(&index)?.as_bytes(),
+        )?;
+    } else {
+        let _ = std::fs::remove_file(dir.join("model.safetensors.index.json"));
+    }
+    let c = &model.config;
+    atomic::write_bytes(&dir.join("config.json"), serde_json::to_string_pretty(&c.to_hf_json(dtype_name))?.as_bytes())?;
+    let generation = serde_json::json!({"_from_model_config": true, "bos_token_id": c.bos_token_id, "eos_token_id": c.to_hf_json(dtype_name)["eos_token_id"]});
+    atomic::write_bytes(&dir.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;
+    if let Some(src) = tokenizer_dir {
+        let src = if src.is_file() { src.parent().unwrap_or(Path::new(".")) } else { src };
+        for f in TOKENIZER_FILES {
+            let from = src.join(f);
+            if from.exists() && from != dir.join(f) {
+                let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+                atomic::write_bytes(&dir.join(f), &bytes)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Writes one safetensors shard (with `{"format": "pt"}` metadata, which transformers expects).
+fn write_shard(path: &Path, tensors: &[(String, Tensor)], dtype: Dtype) -> Result<()> {
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .iter()
+        .map(|(name, t)| {
+            let mut buf = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
+            t.copy_data_u8(&mut buf, t.numel());
+            (name.clone(), t.size().iter().map(|&d| d as usize).collect(), buf)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
+        .iter()
+        .map(|(name, shape, buf)| Ok((name.clone(), safetensors::tensor::TensorView::new(dtype, shape.clone(), buf)?)))
+        .collect::<Result<_>>()?;
+    let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
+    let bytes =
+        safetensors::serialize(views, metadata).with_context(|| format!("cannot serialise {}", path.display()))?;
+    atomic::write_bytes(path, &bytes)
+}
+
+/// Parses a size like `5GB`, `500MB`, `64KiB` or a plain byte count (for `--max-shard-size`).
+pub fn parse_size(s: &str) -> Result<usize> {
+    let t = s.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num
+        .parse()
+        .with_context(|| format!("size {s:?}: expected a number with an optional unit (KB, MB, GB, KiB, MiB, GiB)"))?;
+    let scale: f64 = match unit.trim().to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "KIB" => 1024.0,
+        "MIB" => 1024.0 * 1024.0,
+        "GIB" => 1024.0 * 1024.0 * 1024.0,
+        other => bail!("size {s:?}: unknown unit {other:?} (use KB, MB, GB, KiB, MiB, GiB)"),
+    };
+    Ok((value * scale) as usize)
+}

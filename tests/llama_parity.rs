@@ -1,0 +1,69 @@
+//! The model against `transformers` 5.23 (`LlamaForCausalLM`, fp32, CPU): for tiny random
+//! checkpoints in both config key styles, with grouped-query attention, tied embeddings, explicit
+//! head_dim, linear and llama3 rope scaling, and a sharded checkpoint, logits agree within 1e-4,
+//! rotary frequencies agree, and 32 greedy tokens are identical, unbatched and left-padded batched.
+mod common;
+use common::*;
+use tch::{Device, Kind, Tensor};
+use vicuna::model::generate::{generate, Sampling, Stops};
+use vicuna::model::llama::inv_freq;
+use vicuna::model::weights::load_model;
+
+const CONFIGS: [&str; 7] = ["classic_mha", "tf5_gqa", "tied", "llama3_rope", "linear_rope", "head_dim", "sharded"];
+
+fn reference(name: &str) -> serde_json::Value {
+    let path = llama_fixtures().join(name).join("reference.json");
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    serde_json::from_value(v.clone()).unwrap()
+}
+
+#[test]
+fn logits_match_transformers_within_1e_4() {
+    for name in CONFIGS {
+        let r = reference(name);
+        let model = load_model(&llama_fixtures().join(name), Kind::Float, Device::Cpu).unwrap();
+        let input = ids(&r["input_ids"]);
+        let flat: Vec<i64> = input.iter().flatten().map(|&x| i64::from(x)).collect();
+        let t = Tensor::from_slice(&flat).view([input.len() as i64, input[0].len() as i64]);
+        let logits = tch::no_grad(|| model.forward(&t));
+        let want: Vec<Vec<Vec<f32>>> = serde_json::from_value(r["logits"].clone()).unwrap();
+        let want = Tensor::from_slice(&want.concat().concat()).view(logits.size().as_slice());
+        let diff = (&logits - &want).abs().max().double_value(&[]);
+        assert!(diff < 1e-4, "{name}: max |logit difference| {diff:e} (max |logit| {})", r["max_abs_logit"]);
+    }
+}
+
+#[test]
+fn rotary_frequencies_match_transformers() {
+    for name in CONFIGS {
+        let r = reference(name);
+        let model = load_model(&llama_fixtures().join(name), Kind::Float, Device::Cpu).unwrap();
+        let want: Vec<f32> = serde_json::from_value(r["rope_inv_freq"].clone()).unwrap();
+        let got = Vec::<f32>::try_from(inv_freq(&model.config, 24, Device::Cpu)).unwrap();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-6 * w.abs().max(1e-6), "{name}: inv_freq {got:?} != {want:?}");
+        }
+        assert_eq!(got.len(), want.len());
+    }
+}
+
+#[test]
+fn greedy_continuations_match_transformers() {
+    let sampling = Sampling { max_new_tokens: 32, ..Sampling::default() };
+    let decode = |_: &[u32]| -> anyhow::Result<String> { Ok(String::new()) };
+    for name in CONFIGS {
+        let r = reference(name);
+        let model = load_model(&llama_fixtures().join(name), Kind::Float, Device::Cpu).unwrap();
+        let prompt: Vec<u32> = serde_json::from_value(r["greedy_prompt"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(r["greedy"].clone()).unwrap();
+        let got = generate(&model, &[prompt], &sampling, &Stops::default(), &decode, &mut |_, _| {}).unwrap();
+        assert_eq!(got[0], want, "{name}: greedy tokens");
+        let prompts = ids(&r["greedy_batch_prompts"]);
+        let want = ids(&r["greedy_batch"]);
+        let got = generate(&model, &prompts, &sampling, &Stops::default(), &decode, &mut |_, _| {}).unwrap();
+        assert_eq!(got, want, "{name}: left-padded batched greedy tokens");
+    }
+}
