@@ -70,6 +70,9 @@ pub struct Llama {
     pub layers: Vec<DecoderLayer>,
     pub norm: RmsNorm,
     pub lm_head: Option<Linear>,
+    /// Rotary inverse frequencies `[head_dim / 2]`, fp32, on the model's device; recomputed per
+    /// forward only for dynamic NTK scaling past `max_position_embeddings`.
+    pub rope_inv_freq: Tensor,
 }
 
 /// Which positions a query may attend to.
@@ -115,8 +118,14 @@ impl Llama {
     /// Rotary cos and sin for `positions` (`[batch, seq]`, int64), in fp32 as transformers
     /// computes them, cast to `kind`.
     pub fn rope(&self, positions: &Tensor, kind: Kind) -> Rope {
-        let seq_len = positions.max().int64_value(&[]) + 1;
-        let inv_freq = inv_freq(&self.config, seq_len, positions.device());
+        let dynamic;
+        let inv_freq = match self.config.rope_scaling {
+            RopeScaling::Dynamic { .. } => {
+                dynamic = inv_freq(&self.config, positions.max().int64_value(&[]) + 1, positions.device());
+                &dynamic
+            }
+            _ => &self.rope_inv_freq,
+        };
         let freqs = positions.to_kind(Kind::Float).unsqueeze(-1) * inv_freq.view([1, 1, -1]);
         let emb = Tensor::cat(&[&freqs, &freqs], -1);
         Rope { cos: emb.cos().to_kind(kind), sin: emb.sin().to_kind(kind) }
@@ -257,7 +266,8 @@ impl Llama {
         }
         let norm = norm(get, "model.norm", h, eps)?;
         let lm_head = if c.tie_word_embeddings { None } else { Some(linear(get, "lm_head", v, h, false)?) };
-        Ok(Llama { config, embed_tokens, layers, norm, lm_head })
+        let rope_inv_freq = inv_freq(c, 0, embed_tokens.device());
+        Ok(Llama { config, embed_tokens, layers, norm, lm_head, rope_inv_freq })
     }
 
     /// Random weights as transformers initialises them: normal(0, 0.02) for projections and
