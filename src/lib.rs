@@ -4,3 +4,4 @@
 pub mod atomic;
 pub mod data;
 pub mod model;
+pub mod train;

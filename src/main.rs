@@ -42,6 +42,8 @@ enum Command {
     Generate(GenerateArgs),
     /// Chat with a model in the terminal, answers streamed token by token.
     Chat(ChatArgs),
+    /// Fine-tune a model on conversations (recipe keys from --config, overridden by flags).
+    Train(TrainArgs),
     /// Show the libtorch runtime: version, CPU threads, CUDA devices.
     Env {
         /// Print JSON instead of text.
@@ -144,6 +146,21 @@ struct ChatArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// Recipe (TOML); every key can also be given as a flag, which wins.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Continue from a checkpoint: `auto` (the newest in output_dir that verifies) or a path.
+    #[arg(long)]
+    resume: Option<String>,
+    #[command(flatten)]
+    recipe: vicuna::train::recipe::Recipe,
+    /// Print the outcome as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -527,6 +544,7 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Generate(args) => run_generate(args),
+        Command::Train(args) => run_train(args),
         Command::Chat(args) => run_chat(args),
         Command::Env { json } => {
             let runtime = vicuna::model::device::runtime();
@@ -724,4 +742,42 @@ fn run_chat(args: ChatArgs) -> Result<()> {
         println!();
         turns.push(Turn { role: Role::Assistant, text: outputs[0].text.clone() });
     }
+}
+
+fn run_train(args: TrainArgs) -> Result<()> {
+    use vicuna::train::recipe::Recipe;
+    use vicuna::train::trainer::{train, Resume};
+    let file = match &args.config {
+        Some(path) => Recipe::load(path)?,
+        None => Recipe::default(),
+    };
+    let config = file.overridden_by(args.recipe).resolve()?;
+    let resume = match args.resume.as_deref() {
+        None => Resume::No,
+        Some("auto") => Resume::Auto,
+        Some(path) => Resume::From(PathBuf::from(path)),
+    };
+    let outcome = train(&config, resume)?;
+    if args.json {
+        let v = serde_json::json!({
+            "steps_done": outcome.steps_done, "total_steps": outcome.total_steps, "last_loss": outcome.last_loss,
+            "stopped_by_signal": outcome.stopped_by, "checkpoint": outcome.checkpoint, "exported": outcome.exported,
+        });
+        println!("{v}");
+    } else if let Some(signal) = outcome.stopped_by {
+        println!(
+            "stopped by signal {signal} after step {}/{}; checkpoint {}",
+            outcome.steps_done,
+            outcome.total_steps,
+            outcome.checkpoint.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "trained {} steps, last loss {:.4}; model exported to {}",
+            outcome.steps_done,
+            outcome.last_loss.unwrap_or(f64::NAN),
+            outcome.exported.map(|p| p.display().to_string()).unwrap_or_default()
+        );
+    }
+    Ok(())
 }

@@ -8,6 +8,7 @@ pub mod encode;
 pub mod filter;
 pub mod html;
 pub mod inspect;
+pub mod loader;
 pub mod ops;
 pub mod pipeline;
 pub mod records;

@@ -48,7 +48,8 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
 }
 
 /// Floating-point formats for weights and activations.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dtype {
     /// 32-bit float: exact on CPU (bf16 matmuls are ten times slower there).
     Fp32,

@@ -35,8 +35,6 @@ const SPACE_LEN: usize = 3;
 /// Pieces longer than this (bytes) are tokenized every time rather than cached: they are rare
 /// (long runs without spaces) and would fill the cache with text that does not recur.
 const MAX_CACHED_PIECE: usize = 128;
-/// Words in the BPE model's own cache, shared by the threads.
-const SHARED_CACHE_ENTRIES: usize = 1 << 19;
 /// Entries per thread and encoder before the cache is emptied (bounds its memory to ~100 MB).
 const MAX_CACHE_ENTRIES: usize = 1 << 20;
 
@@ -46,7 +44,7 @@ const MAX_CACHE_ENTRIES: usize = 1 << 20;
 pub struct FastEncoder {
     /// Distinguishes the per-thread caches of different encoders.
     id: u64,
-    /// A copy of the tokenizer's BPE model, its cache enlarged (it only sees our cache misses).
+    /// A copy of the tokenizer's BPE model (its own cache only sees our cache misses).
     bpe: BPE,
     /// Leftmost-longest matcher of the added tokens (all `normalized: false`) and their ids.
     added: Option<(AhoCorasick, Vec<u32>)>,
@@ -129,13 +127,8 @@ impl FastEncoder {
                 .map_err(|e| e.to_string())?;
             Some((matcher, added.into_iter().map(|(_, id)| id).collect()))
         };
-        // The model's own cache (shared by all threads, lock-free reads or skipped when busy)
-        // becomes the second level behind the per-thread caches: a word that one worker thread
-        // has merged is not merged again by the others.
-        let mut bpe = bpe.clone();
-        bpe.resize_cache(SHARED_CACHE_ENTRIES);
         static NEXT_ID: AtomicU64 = AtomicU64::new(0);
-        Ok(FastEncoder { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), bpe, added })
+        Ok(FastEncoder { id: NEXT_ID.fetch_add(1, Ordering::Relaxed), bpe: bpe.clone(), added })
     }
 
     /// Encodes `text` (special-token strings become their ids; nothing is added): the ids and

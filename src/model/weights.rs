@@ -193,7 +193,7 @@ pub fn save_model(
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let (dtype, dtype_name) = dtype_of(kind)?;
+    let (_, dtype_name) = dtype_of(kind)?;
     // Group tensors into shards in checkpoint order.
     let mut shards: Vec<Vec<(String, Tensor)>> = vec![Vec::new()];
     let mut size = 0;
@@ -217,7 +217,7 @@ pub fn save_model(
         for (name, _) in shard {
             weight_map.insert(name.clone(), file.clone().into());
         }
-        write_shard(&dir.join(&file), shard, dtype)?;
+        write_safetensors(&dir.join(&file), shard)?;
     }
     if n > 1 {
         let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
@@ -245,24 +245,49 @@ pub fn save_model(
     Ok(())
 }
 
-/// Writes one safetensors shard (with `{"format": "pt"}` metadata, which transformers expects).
-fn write_shard(path: &Path, tensors: &[(String, Tensor)], dtype: Dtype) -> Result<()> {
-    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+/// Writes tensors as one safetensors file (with `{"format": "pt"}` metadata, which transformers
+/// expects), atomically; returns its size and CRC32 for checkpoint manifests.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(u64, u32)> {
+    let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
         .iter()
         .map(|(name, t)| {
+            let t = t.to_device(Device::Cpu).contiguous();
+            let (dtype, _) = dtype_of(t.kind())?;
             let mut buf = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
             t.copy_data_u8(&mut buf, t.numel());
-            (name.clone(), t.size().iter().map(|&d| d as usize).collect(), buf)
+            Ok((name.clone(), dtype, t.size().iter().map(|&d| d as usize).collect(), buf))
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
         .iter()
-        .map(|(name, shape, buf)| Ok((name.clone(), safetensors::tensor::TensorView::new(dtype, shape.clone(), buf)?)))
+        .map(|(name, dtype, shape, buf)| {
+            Ok((name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), buf)?))
+        })
         .collect::<Result<_>>()?;
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
     let bytes =
         safetensors::serialize(views, metadata).with_context(|| format!("cannot serialise {}", path.display()))?;
-    atomic::write_bytes(path, &bytes)
+    atomic::write_bytes(path, &bytes)?;
+    Ok((bytes.len() as u64, crc32fast::hash(&bytes)))
+}
+
+/// Reads every tensor of a safetensors file (copies, in their stored dtype, on the CPU).
+pub fn read_safetensors(path: &Path) -> Result<Vec<(String, Tensor)>> {
+    let file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    // SAFETY: read-only map, used only while this function copies out of it.
+    let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+    let st =
+        SafeTensors::deserialize(&map).with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+    st.tensors()
+        .into_iter()
+        .map(|(name, view)| {
+            let kind = kind_of(view.dtype()).with_context(|| {
+                format!("{}: tensor {name} has unsupported dtype {:?}", path.display(), view.dtype())
+            })?;
+            let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
+            Ok((name, Tensor::from_data_size(view.data(), &shape, kind)))
+        })
+        .collect()
 }
 
 /// Parses a size like `5GB`, `500MB`, `64KiB` or a plain byte count (for `--max-shard-size`).

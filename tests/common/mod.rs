@@ -130,3 +130,69 @@ pub fn llama_fixtures() -> PathBuf {
     );
     dir
 }
+
+/// A tiny model (tiny tokenizer, `model init --preset tiny`) in `s`, for training tests.
+pub fn tiny_model(s: &Scratch) -> PathBuf {
+    let dir = s.path("model");
+    if !dir.join("config.json").exists() {
+        ok(&[
+            "model",
+            "init",
+            "--preset",
+            "tiny",
+            "--tokenizer",
+            tiny_tokenizer().to_str().unwrap(),
+            "-o",
+            dir.to_str().unwrap(),
+            "--seed",
+            "1",
+        ]);
+    }
+    dir
+}
+
+/// Conversations to train on: the cleaned bundled example.
+pub fn train_data() -> PathBuf {
+    repo().join("tests/golden/sharegpt_raw_example.clean.json")
+}
+
+/// Arguments of a short, deterministic `vicuna train` run on the tiny model.
+pub fn train_args(model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        train_data().to_str().unwrap(),
+        "--template",
+        "chatml",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--learning-rate",
+        "1e-3",
+        "--warmup-ratio",
+        "0",
+        "--adam-epsilon",
+        "1e-6",
+        "--json",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The tensors of a safetensors file, by name.
+pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
+    vicuna::model::weights::read_safetensors(path).unwrap().into_iter().collect()
+}
+
+/// Largest absolute difference between two sets of tensors with the same names.
+pub fn max_diff(
+    a: &std::collections::BTreeMap<String, tch::Tensor>,
+    b: &std::collections::BTreeMap<String, tch::Tensor>,
+) -> f64 {
+    assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
+    a.iter().map(|(k, t)| (t - &b[k]).abs().max().double_value(&[])).fold(0.0, f64::max)
+}

@@ -1,0 +1,193 @@
+//! Durable, verifiable checkpoints. A save writes a directory under a temporary name, fsyncs every
+//! file and the directory, then renames it to `step-NNNNNNNN`: a crash at any moment leaves either
+//! the old set of checkpoints or the new one, never a half-written directory under a real name.
+//! `state.json` (written last) is the manifest: a typed, versioned resume state plus the size and
+//! CRC32 of every file, so a torn or corrupted checkpoint is recognised and skipped. The last N
+//! are kept.
+use crate::model::weights::{read_safetensors, write_safetensors};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Version of the `state.json` layout.
+pub const STATE_VERSION: u32 = 1;
+
+/// Everything needed to continue a run exactly where it stopped.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TrainState {
+    pub version: u32,
+    /// Optimizer steps completed.
+    pub step: usize,
+    /// Samples trained on so far.
+    pub samples_seen: usize,
+    /// Epoch and step within it of the next step (the sampler needs nothing else).
+    pub epoch: usize,
+    pub epoch_step: usize,
+    /// AdamW's step count (bias corrections).
+    pub optimizer_steps: i64,
+    pub seed: u64,
+    pub world_size: usize,
+    /// Settings that must not change across a resume (model, data, batch geometry, ...).
+    pub resume_key: BTreeMap<String, String>,
+    pub best_eval_loss: Option<f64>,
+    /// Files of the checkpoint with their sizes and CRC32s.
+    #[serde(default)]
+    pub files: Vec<FileEntry>,
+}
+
+/// One file of a checkpoint.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileEntry {
+    pub name: String,
+    pub bytes: u64,
+    pub crc32: u32,
+}
+
+/// Directory name of the checkpoint after `step` steps.
+pub fn name_of(step: usize) -> String {
+    format!("step-{step:08}")
+}
+
+/// Saves parameters (`model.safetensors`), AdamW moments (`optimizer.safetensors`) and `state`
+/// under `root/step-N`, then keeps the newest `keep` checkpoints. Returns the directory.
+pub fn save(
+    root: &Path,
+    state: &TrainState,
+    params: &[(String, Tensor)],
+    moments: &[(String, Tensor)],
+    keep: usize,
+) -> Result<PathBuf> {
+    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    let final_dir = root.join(name_of(state.step));
+    let tmp = root.join(format!(".{}.tmp-{}", name_of(state.step), std::process::id()));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp)?;
+    }
+    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let mut state = state.clone();
+    state.files.clear();
+    for (name, tensors) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
+        let (bytes, crc32) = write_safetensors(&tmp.join(name), tensors)?;
+        state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
+    }
+    crate::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+    sync_dir(&tmp)?;
+    if final_dir.exists() {
+        std::fs::remove_dir_all(&final_dir).with_context(|| format!("cannot replace {}", final_dir.display()))?;
+    }
+    std::fs::rename(&tmp, &final_dir)
+        .with_context(|| format!("cannot rename {} to {}", tmp.display(), final_dir.display()))?;
+    sync_dir(root)?;
+    prune(root, keep)?;
+    Ok(final_dir)
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
+}
+
+/// Removes all but the newest `keep` checkpoints (and leftovers of interrupted saves).
+fn prune(root: &Path, keep: usize) -> Result<()> {
+    let mut steps = list(root)?;
+    steps.sort();
+    let excess = steps.len().saturating_sub(keep.max(1));
+    for (_, dir) in steps.into_iter().take(excess) {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+    }
+    for entry in std::fs::read_dir(root)? {
+        let path = entry?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with(".step-") && !name.ends_with(&format!(".tmp-{}", std::process::id())) {
+            let _ = std::fs::remove_dir_all(&path);
+        }
+    }
+    Ok(())
+}
+
+/// Checkpoint directories under `root` with their steps.
+fn list(root: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut out = Vec::new();
+    if !root.exists() {
+        return Ok(out);
+    }
+    for entry in std::fs::read_dir(root).with_context(|| format!("cannot list {}", root.display()))? {
+        let path = entry?.path();
+        if let Some(step) =
+            path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_prefix("step-")).and_then(|s| s.parse().ok())
+        {
+            out.push((step, path));
+        }
+    }
+    Ok(out)
+}
+
+/// Reads `dir/state.json` and checks every listed file's size and CRC32.
+pub fn verify(dir: &Path) -> Result<TrainState> {
+    let manifest = dir.join("state.json");
+    let text =
+        std::fs::read_to_string(&manifest).with_context(|| format!("{}: no readable state.json", dir.display()))?;
+    let state: TrainState = serde_json::from_str(&text)
+        .with_context(|| format!("{}: state.json is not a valid train state", dir.display()))?;
+    if state.version != STATE_VERSION {
+        bail!("{}: state version {} (this vicuna reads {STATE_VERSION})", dir.display(), state.version);
+    }
+    for f in &state.files {
+        let path = dir.join(&f.name);
+        let bytes = std::fs::read(&path).with_context(|| format!("{}: missing", path.display()))?;
+        if bytes.len() as u64 != f.bytes || crc32fast::hash(&bytes) != f.crc32 {
+            bail!("{}: size or checksum differs from state.json (torn or corrupted)", path.display());
+        }
+    }
+    Ok(state)
+}
+
+/// The newest checkpoint under `root` that verifies; broken ones are reported on stderr.
+pub fn latest(root: &Path) -> Result<Option<(PathBuf, TrainState)>> {
+    let mut steps = list(root)?;
+    steps.sort_by(|a, b| b.0.cmp(&a.0));
+    for (_, dir) in steps {
+        match verify(&dir) {
+            Ok(state) => return Ok(Some((dir, state))),
+            Err(e) => eprintln!("warning: skipping checkpoint {}: {e:#}", dir.display()),
+        }
+    }
+    Ok(None)
+}
+
+/// Copies the saved parameters and moments of `dir` into `params` and `moments` (by name).
+pub fn restore(dir: &Path, params: &[(String, Tensor)], moments: &[(String, Tensor)]) -> Result<()> {
+    for (file, targets) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
+        let saved: BTreeMap<String, Tensor> = read_safetensors(&dir.join(file))?.into_iter().collect();
+        if saved.len() != targets.len() {
+            bail!("{}: {} tensors, the model needs {}", dir.join(file).display(), saved.len(), targets.len());
+        }
+        for (name, t) in targets {
+            let s =
+                saved.get(name).with_context(|| format!("{}: tensor {name} is missing", dir.join(file).display()))?;
+            if s.size() != t.size() {
+                bail!(
+                    "{}: tensor {name} has shape {:?}, the model has {:?}",
+                    dir.join(file).display(),
+                    s.size(),
+                    t.size()
+                );
+            }
+            tch::no_grad(|| t.shallow_clone().copy_(s));
+        }
+    }
+    Ok(())
+}
+
+/// Names the first setting that differs between a checkpoint and the current run.
+pub fn check_resume_key(saved: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in current {
+        match saved.get(key) {
+            Some(v) if v == value => {}
+            Some(v) => bail!("cannot resume: {key} was {v} in the checkpoint and is {value} now; restore it or start a new output directory"),
+            None => bail!("cannot resume: the checkpoint does not record {key}"),
+        }
+    }
+    Ok(())
+}

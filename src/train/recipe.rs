@@ -1,0 +1,264 @@
+//! Training recipes: a TOML file whose every key is also a command-line flag (`--learning-rate 2e-5`
+//! overrides `learning_rate = 1e-5`). One struct is both the file's schema and the flags; it is
+//! resolved once, defaults filled in and values checked, into the `TrainConfig` the loop reads.
+//! Defaults are FastChat's `train_mem.py` recipe for Vicuna.
+use super::schedule::Schedule;
+use crate::data::template::TemplateName;
+use crate::model::device::Dtype;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// Recipe keys as written in TOML or on the command line; all optional until resolved.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Model directory (Hugging Face layout) to fine-tune.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Training data: conversations (ShareGPT JSON/JSONL) or `prep encode` samples.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Chat template for conversations (default vicuna_v1.1).
+    #[arg(long)]
+    pub template: Option<String>,
+    /// Context length: samples are truncated to it (default 2048).
+    #[arg(long)]
+    pub max_length: Option<usize>,
+    /// Samples per forward pass (default 2).
+    #[arg(long)]
+    pub micro_batch_size: Option<usize>,
+    /// Micro-batches per optimizer step (or give global_batch_size).
+    #[arg(long)]
+    pub gradient_accumulation: Option<usize>,
+    /// Samples per optimizer step (default 128, FastChat's).
+    #[arg(long)]
+    pub global_batch_size: Option<usize>,
+    /// Peak learning rate (default 2e-5).
+    #[arg(long)]
+    pub learning_rate: Option<f64>,
+    /// Share of steps with linear warmup (default 0.03).
+    #[arg(long)]
+    pub warmup_ratio: Option<f64>,
+    /// Decay after warmup: cosine (default), linear, constant.
+    #[arg(long, value_enum)]
+    pub lr_schedule: Option<Schedule>,
+    /// AdamW decoupled weight decay (default 0).
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// AdamW beta1 (default 0.9).
+    #[arg(long)]
+    pub adam_beta1: Option<f64>,
+    /// AdamW beta2 (default 0.999).
+    #[arg(long)]
+    pub adam_beta2: Option<f64>,
+    /// AdamW epsilon (default 1e-8).
+    #[arg(long)]
+    pub adam_epsilon: Option<f64>,
+    /// Gradient clipping by total norm (default 1.0; 0 disables).
+    #[arg(long)]
+    pub max_grad_norm: Option<f64>,
+    /// Passes over the data (default 3).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Stop after this many optimizer steps (overrides epochs).
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Seed of the data order and of new weights (default 42).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Evaluation data (same formats as data).
+    #[arg(long)]
+    pub eval_data: Option<PathBuf>,
+    /// Evaluate every N steps (default: only at the end, when eval_data is given).
+    #[arg(long)]
+    pub eval_interval: Option<usize>,
+    /// Save a checkpoint every N steps (default 500).
+    #[arg(long)]
+    pub save_interval: Option<usize>,
+    /// Also save when this many minutes passed since the last save.
+    #[arg(long)]
+    pub save_interval_minutes: Option<f64>,
+    /// Checkpoints to keep (default 3).
+    #[arg(long)]
+    pub keep_checkpoints: Option<usize>,
+    /// Output directory: checkpoints, metrics, loss plot, final model.
+    #[arg(long)]
+    pub output_dir: Option<PathBuf>,
+    /// cpu, cuda or cuda:N (default cpu).
+    #[arg(long)]
+    pub device: Option<String>,
+    /// fp32, bf16 or fp16 for the model (the optimizer keeps fp32 masters); default fp32.
+    #[arg(long, value_enum)]
+    pub dtype: Option<Dtype>,
+    /// Recompute each layer in backward instead of storing activations (default true).
+    #[arg(long)]
+    pub gradient_checkpointing: Option<bool>,
+    /// Pack several samples per row (attention stays within each sample; default false).
+    #[arg(long)]
+    pub packing: Option<bool>,
+    /// Group samples of similar length into the same steps (default true).
+    #[arg(long)]
+    pub group_by_length: Option<bool>,
+}
+
+/// A checked recipe with every default filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainConfig {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub template: TemplateName,
+    pub max_length: usize,
+    pub micro_batch_size: usize,
+    pub gradient_accumulation: usize,
+    pub learning_rate: f64,
+    pub warmup_ratio: f64,
+    pub lr_schedule: Schedule,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_epsilon: f64,
+    pub max_grad_norm: f64,
+    pub epochs: usize,
+    pub max_steps: Option<usize>,
+    pub seed: u64,
+    pub eval_data: Option<PathBuf>,
+    pub eval_interval: Option<usize>,
+    pub save_interval: usize,
+    pub save_interval_minutes: Option<f64>,
+    pub keep_checkpoints: usize,
+    pub output_dir: PathBuf,
+    pub device: String,
+    pub dtype: Dtype,
+    pub gradient_checkpointing: bool,
+    pub packing: bool,
+    pub group_by_length: bool,
+}
+
+impl Recipe {
+    /// Reads a TOML recipe; unknown keys are refused with their name.
+    pub fn load(path: &Path) -> Result<Recipe> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("{}: invalid recipe", path.display()))
+    }
+
+    /// This recipe with every key set in `over` replaced.
+    pub fn overridden_by(self, over: Recipe) -> Recipe {
+        macro_rules! pick {
+            ($($f:ident),*) => { Recipe { $($f: over.$f.or(self.$f)),* } };
+        }
+        pick!(
+            model,
+            data,
+            template,
+            max_length,
+            micro_batch_size,
+            gradient_accumulation,
+            global_batch_size,
+            learning_rate,
+            warmup_ratio,
+            lr_schedule,
+            weight_decay,
+            adam_beta1,
+            adam_beta2,
+            adam_epsilon,
+            max_grad_norm,
+            epochs,
+            max_steps,
+            seed,
+            eval_data,
+            eval_interval,
+            save_interval,
+            save_interval_minutes,
+            keep_checkpoints,
+            output_dir,
+            device,
+            dtype,
+            gradient_checkpointing,
+            packing,
+            group_by_length
+        )
+    }
+
+    /// Fills in defaults and checks the values.
+    pub fn resolve(self) -> Result<TrainConfig> {
+        let micro = self.micro_batch_size.unwrap_or(2);
+        if micro == 0 {
+            bail!("micro_batch_size must be at least 1");
+        }
+        let accumulation = match (self.gradient_accumulation, self.global_batch_size) {
+            (Some(_), Some(_)) => bail!("give gradient_accumulation or global_batch_size, not both"),
+            (Some(a), None) => a,
+            (None, Some(g)) if g % micro != 0 => {
+                bail!("global_batch_size {g} is not a multiple of micro_batch_size {micro}")
+            }
+            (None, Some(g)) => g / micro,
+            (None, None) => 128usize.div_ceil(micro),
+        };
+        if accumulation == 0 {
+            bail!("gradient_accumulation must be at least 1");
+        }
+        let template = match self.template.as_deref() {
+            None => TemplateName::VicunaV11,
+            Some(t) => <TemplateName as clap::ValueEnum>::from_str(t, false).map_err(|_| {
+                anyhow::anyhow!(
+                    "template {t:?} is unknown (vicuna_v1.1, vicuna_v0, llama-2, llama-3, chatml, tokenizer)"
+                )
+            })?,
+        };
+        Ok(TrainConfig {
+            model: self.model.context("model is required (a Hugging Face model directory)")?,
+            data: self.data.context("data is required (conversations or prep encode samples)")?,
+            template,
+            max_length: self.max_length.unwrap_or(2048),
+            micro_batch_size: micro,
+            gradient_accumulation: accumulation,
+            learning_rate: self.learning_rate.unwrap_or(2e-5),
+            warmup_ratio: self.warmup_ratio.unwrap_or(0.03),
+            lr_schedule: self.lr_schedule.unwrap_or(Schedule::Cosine),
+            weight_decay: self.weight_decay.unwrap_or(0.0),
+            adam_beta1: self.adam_beta1.unwrap_or(0.9),
+            adam_beta2: self.adam_beta2.unwrap_or(0.999),
+            adam_epsilon: self.adam_epsilon.unwrap_or(1e-8),
+            max_grad_norm: self.max_grad_norm.unwrap_or(1.0),
+            epochs: self.epochs.unwrap_or(3),
+            max_steps: self.max_steps,
+            seed: self.seed.unwrap_or(42),
+            eval_data: self.eval_data,
+            eval_interval: self.eval_interval,
+            save_interval: self.save_interval.unwrap_or(500).max(1),
+            save_interval_minutes: self.save_interval_minutes,
+            keep_checkpoints: self.keep_checkpoints.unwrap_or(3).max(1),
+            output_dir: self.output_dir.context("output_dir is required")?,
+            device: self.device.unwrap_or_else(|| "cpu".into()),
+            dtype: self.dtype.unwrap_or(Dtype::Fp32),
+            gradient_checkpointing: self.gradient_checkpointing.unwrap_or(true),
+            packing: self.packing.unwrap_or(false),
+            group_by_length: self.group_by_length.unwrap_or(true),
+        })
+    }
+}
+
+impl TrainConfig {
+    /// Samples per optimizer step (one process for now; data parallelism multiplies it).
+    pub fn global_batch(&self) -> usize {
+        self.micro_batch_size * self.gradient_accumulation
+    }
+
+    /// Settings a resumed run must share with the checkpoint: the model it started from, the
+    /// data, and everything that decides which samples each step sees. (The micro-batch size may
+    /// change: a step trains on the same samples with the same loss whatever the split.)
+    pub fn resume_key(&self) -> BTreeMap<String, String> {
+        let mut key = BTreeMap::new();
+        key.insert("model".into(), self.model.display().to_string());
+        key.insert("data".into(), self.data.display().to_string());
+        key.insert("template".into(), self.template.cli_name());
+        key.insert("max_length".into(), self.max_length.to_string());
+        key.insert("global_batch_size".into(), self.global_batch().to_string());
+        key.insert("seed".into(), self.seed.to_string());
+        key.insert("packing".into(), self.packing.to_string());
+        key.insert("group_by_length".into(), self.group_by_length.to_string());
+        key
+    }
+}

@@ -1,0 +1,309 @@
+//! `vicuna train`: supervised fine-tuning on multi-turn chats, one loop read top to bottom in a
+//! fixed order (nanoGPT's `train.py`): set the learning rate, evaluate, run the micro-steps of the
+//! optimizer step, clip, step, zero, log, save, stop. A stop signal (SIGTERM, SIGUSR1) is checked
+//! after every micro-step: the run saves the state as of the last completed step and exits 0;
+//! resuming redoes the interrupted step, so the result is the same as an uninterrupted run.
+use super::checkpoint::{self, TrainState, STATE_VERSION};
+use super::metrics::{self, StepMetrics};
+use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use super::preempt;
+use super::recipe::TrainConfig;
+use super::schedule::lr_at;
+use super::step::micro_step;
+use crate::data::encode::Sample;
+use crate::data::loader::{load_samples, packed_batch, padded_batch, trained_targets, Batch, Sampler};
+use crate::data::template::Template;
+use crate::model::device::parse_device;
+use crate::model::llama::Llama;
+use crate::model::tokenizer::{SpecialOverrides, Tokenizer};
+use crate::model::weights::{load_model, save_model, Loaded};
+use anyhow::{Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::{Device, Kind, Tensor};
+
+/// Where to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resume {
+    /// From the model's weights (an existing checkpoint in the output directory is an error).
+    No,
+    /// From the newest checkpoint in the output directory that verifies, if any.
+    Auto,
+    /// From this checkpoint directory.
+    From(PathBuf),
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub steps_done: usize,
+    pub total_steps: usize,
+    pub last_loss: Option<f64>,
+    /// The signal that stopped the run early, if one did.
+    pub stopped_by: Option<i32>,
+    pub checkpoint: Option<PathBuf>,
+    /// The exported model (HF layout), when the run finished.
+    pub exported: Option<PathBuf>,
+}
+
+/// Runs the recipe.
+pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
+    preempt::install()?;
+    let device = parse_device(&cfg.device)?;
+    let kind = cfg.dtype.kind();
+    let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
+    let template = Template::new(cfg.template, &tokenizer)?;
+    let (samples, load_report) = load_samples(&cfg.data, &tokenizer, &template, cfg.max_length)?;
+    anyhow::ensure!(!samples.is_empty(), "{}: no trainable sample ({})", cfg.data.display(), load_report.to_json());
+    let eval = match &cfg.eval_data {
+        Some(path) => load_samples(path, &tokenizer, &template, cfg.max_length)?.0,
+        None => Vec::new(),
+    };
+    let pad_id = tokenizer.pad.as_ref().map(|p| p.id).unwrap_or(0);
+
+    let loaded: Loaded = load_model(&cfg.model, kind, device)?;
+    let model: &Llama = &loaded;
+    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
+    let params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t.shallow_clone()).collect();
+    for p in &params {
+        let _ = p.shallow_clone().set_requires_grad(true);
+    }
+    // fp32 masters: the parameters themselves in fp32, copies for bf16/fp16 models.
+    let mixed = kind != Kind::Float;
+    let masters: Vec<Tensor> = if mixed {
+        params.iter().map(|p| p.detach().to_kind(Kind::Float)).collect()
+    } else {
+        params.iter().map(Tensor::shallow_clone).collect()
+    };
+    let adam = AdamWConfig {
+        beta1: cfg.adam_beta1,
+        beta2: cfg.adam_beta2,
+        eps: cfg.adam_epsilon,
+        weight_decay: cfg.weight_decay,
+    };
+    let mut optimizer = AdamW::new(&masters, adam);
+
+    let sampler = Sampler::new(
+        samples.iter().map(|s| s.input_ids.len()).collect(),
+        cfg.global_batch(),
+        cfg.seed,
+        cfg.group_by_length,
+    );
+    let per_epoch = sampler.steps_per_epoch();
+    let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * per_epoch);
+    let root = cfg.output_dir.join("checkpoints");
+    let mut state = TrainState {
+        version: STATE_VERSION,
+        step: 0,
+        samples_seen: 0,
+        epoch: 0,
+        epoch_step: 0,
+        optimizer_steps: 0,
+        seed: cfg.seed,
+        world_size: 1,
+        resume_key: cfg.resume_key(),
+        best_eval_loss: None,
+        files: Vec::new(),
+    };
+    let named = |ts: &[Tensor], prefix: &str| -> Vec<(String, Tensor)> {
+        names.iter().zip(ts).map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect()
+    };
+    let from = match resume {
+        Resume::No => {
+            if checkpoint::latest(&root)?.is_some() {
+                anyhow::bail!(
+                    "{} already holds checkpoints: pass --resume auto to continue, or choose another output_dir",
+                    root.display()
+                );
+            }
+            None
+        }
+        Resume::Auto => checkpoint::latest(&root)?,
+        Resume::From(dir) => Some((dir.clone(), checkpoint::verify(&dir)?)),
+    };
+    if let Some((dir, saved)) = from {
+        checkpoint::check_resume_key(&saved.resume_key, &state.resume_key)?;
+        let moments: Vec<(String, Tensor)> =
+            named(&optimizer.m, "m.").into_iter().chain(named(&optimizer.v, "v.")).collect();
+        checkpoint::restore(&dir, &named(&masters, ""), &moments)?;
+        if mixed {
+            tch::no_grad(|| {
+                params.iter().zip(&masters).for_each(|(p, m)| {
+                    let _ = p.shallow_clone().copy_(m);
+                })
+            });
+        }
+        optimizer.steps = saved.optimizer_steps;
+        eprintln!("resuming from {} (step {} of {total_steps})", dir.display(), saved.step);
+        state = TrainState { resume_key: state.resume_key, ..saved };
+    }
+
+    std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("cannot create {}", cfg.output_dir.display()))?;
+    let mut log = metrics::Log::open(&cfg.output_dir)?;
+    let bar = crate::data::pipeline::progress_bar(total_steps as u64, "train");
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let mut last_save = Instant::now();
+    let mut last_loss = None;
+    let mut epoch_order = (usize::MAX, Vec::new());
+    let mut saved_at = None;
+    let save = |state: &TrainState, optimizer: &AdamW| -> Result<PathBuf> {
+        let moments: Vec<(String, Tensor)> =
+            named(&optimizer.m, "m.").into_iter().chain(named(&optimizer.v, "v.")).collect();
+        let state = TrainState { optimizer_steps: optimizer.steps, ..state.clone() };
+        checkpoint::save(&root, &state, &named(&masters, ""), &moments, cfg.keep_checkpoints)
+    };
+
+    while state.step < total_steps {
+        let (epoch, position) = (state.step / per_epoch, state.step % per_epoch);
+        if epoch_order.0 != epoch {
+            epoch_order = (epoch, sampler.epoch(epoch));
+        }
+        let lr = lr_at(cfg.lr_schedule, cfg.learning_rate, state.step, total_steps, cfg.warmup_ratio);
+        let step_samples: Vec<&Sample> = epoch_order.1[position].iter().map(|&i| &samples[i]).collect();
+        let trained: usize = step_samples.iter().map(|s| trained_targets(s)).sum();
+        let step_start = Instant::now();
+        let mut loss_sum = 0.0;
+        let mut tokens = 0;
+        let mut interrupted = None;
+        for micro in step_samples.chunks(cfg.micro_batch_size) {
+            let batch = make_batch(micro, cfg, pad_id, device);
+            tokens += batch.tokens;
+            loss_sum += micro_step(model, &batch, 1.0 / trained.max(1) as f64, cfg.gradient_checkpointing);
+            if let Some(signal) = preempt::requested() {
+                interrupted = Some(signal);
+                break;
+            }
+        }
+        if let Some(signal) = interrupted {
+            // The partial step is dropped; the checkpoint holds the state after the last full step.
+            let t = Instant::now();
+            let dir = save(&state, &optimizer)?;
+            bar.finish_and_clear();
+            eprintln!(
+                "signal {signal}: saved {} in {:.2} s; resume with --resume auto",
+                dir.display(),
+                t.elapsed().as_secs_f64()
+            );
+            return Ok(Outcome {
+                steps_done: state.step,
+                total_steps,
+                last_loss,
+                stopped_by: Some(signal),
+                checkpoint: Some(dir),
+                exported: None,
+            });
+        }
+        let grads: Vec<Tensor> =
+            params.iter().map(|p| if mixed { p.grad().to_kind(Kind::Float) } else { p.grad() }).collect();
+        let grad_norm = clip_grad_norm(&grads, cfg.max_grad_norm);
+        optimizer.step(&masters, &grads, lr);
+        for p in &params {
+            p.shallow_clone().zero_grad();
+        }
+        if mixed {
+            tch::no_grad(|| {
+                params.iter().zip(&masters).for_each(|(p, m)| {
+                    let _ = p.shallow_clone().copy_(m);
+                })
+            });
+        }
+        let loss = loss_sum / trained.max(1) as f64;
+        last_loss = Some(loss);
+        state.step += 1;
+        state.samples_seen += step_samples.len();
+        (state.epoch, state.epoch_step) = (state.step / per_epoch, state.step % per_epoch);
+        let seconds = step_start.elapsed().as_secs_f64();
+        let eval_loss = match cfg.eval_interval {
+            Some(n) if !eval.is_empty() && (state.step % n == 0 || state.step == total_steps) => {
+                Some(evaluate(model, &eval, cfg, pad_id, device))
+            }
+            None if !eval.is_empty() && state.step == total_steps => Some(evaluate(model, &eval, cfg, pad_id, device)),
+            _ => None,
+        };
+        if let Some(e) = eval_loss {
+            state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
+        }
+        log.write(&StepMetrics {
+            step: state.step,
+            epoch: state.step as f64 / per_epoch as f64,
+            loss,
+            eval_loss,
+            lr,
+            grad_norm,
+            trained_tokens: trained,
+            tokens,
+            tokens_per_second: tokens as f64 / seconds,
+            elapsed_seconds: started.elapsed().as_secs_f64(),
+            peak_memory_bytes: metrics::peak_memory_bytes(),
+            samples: step_samples.iter().map(|s| s.id.clone()).collect(),
+        })?;
+        bar.set_message(format!("loss {loss:.4}"));
+        bar.inc(1);
+        let minutes_due = cfg.save_interval_minutes.is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
+        if state.step % cfg.save_interval == 0 || minutes_due || state.step == total_steps {
+            saved_at = Some(save(&state, &optimizer)?);
+            last_save = Instant::now();
+            log.plot()?;
+        }
+        if let Some(signal) = preempt::requested() {
+            let dir = match &saved_at {
+                Some(d) if d.ends_with(checkpoint::name_of(state.step)) => d.clone(),
+                _ => save(&state, &optimizer)?,
+            };
+            bar.finish_and_clear();
+            eprintln!("signal {signal}: saved {}; resume with --resume auto", dir.display());
+            return Ok(Outcome {
+                steps_done: state.step,
+                total_steps,
+                last_loss,
+                stopped_by: Some(signal),
+                checkpoint: Some(dir),
+                exported: None,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    log.plot()?;
+    let exported = cfg.output_dir.join("final");
+    save_model(model, &exported, kind, 5_000_000_000, Some(&cfg.model))?;
+    Ok(Outcome {
+        steps_done: state.step,
+        total_steps,
+        last_loss,
+        stopped_by: None,
+        checkpoint: saved_at,
+        exported: Some(exported),
+    })
+}
+
+fn make_batch(samples: &[&Sample], cfg: &TrainConfig, pad_id: u32, device: Device) -> Batch {
+    if cfg.packing {
+        packed_batch(samples, cfg.max_length, pad_id, device)
+    } else {
+        padded_batch(samples, pad_id, device)
+    }
+}
+
+/// Mean loss per trained token over `samples` (no gradients).
+pub fn evaluate(model: &Llama, samples: &[Sample], cfg: &TrainConfig, pad_id: u32, device: Device) -> f64 {
+    let _guard = tch::no_grad_guard();
+    let (mut sum, mut count) = (0.0, 0);
+    let refs: Vec<&Sample> = samples.iter().collect();
+    for micro in refs.chunks(cfg.micro_batch_size) {
+        let batch = make_batch(micro, cfg, pad_id, device);
+        let rope = model.rope(&batch.positions, model.embed_tokens.kind());
+        let mut x = model.embed(&batch.ids);
+        for i in 0..model.layers.len() {
+            x = model.layer(i, &x, &rope, &batch.mask, None);
+        }
+        sum += super::step::head_loss(model, &model.final_norm(&x), &batch.targets).double_value(&[]);
+        count += batch.trained;
+    }
+    sum / count.max(1) as f64
+}
+
+/// The model directory a finished run exported (for messages).
+pub fn final_dir(output_dir: &Path) -> PathBuf {
+    output_dir.join("final")
+}
