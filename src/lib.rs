@@ -3,5 +3,6 @@
 //! raw dump -> clean conversations -> token ids and labels -> batches -> training steps.
 pub mod atomic;
 pub mod data;
+pub mod eval;
 pub mod model;
 pub mod train;

@@ -44,6 +44,8 @@ enum Command {
     Chat(ChatArgs),
     /// Fine-tune a model on conversations (recipe keys from --config, overridden by flags).
     Train(TrainArgs),
+    /// Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming).
+    Serve(ServeArgs),
     /// Show the libtorch runtime: version, CPU threads, CUDA devices.
     Env {
         /// Print JSON instead of text.
@@ -146,6 +148,33 @@ struct ChatArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    host: String,
+    /// Port (0 picks a free one; the address is printed on stderr).
+    #[arg(long, default_value_t = 8000)]
+    port: u16,
+    /// Model name reported to clients (default: the model directory's name).
+    #[arg(long)]
+    model_name: Option<String>,
+    /// Name of an environment variable holding the bearer key clients must send.
+    #[arg(long)]
+    api_key_env: Option<String>,
+    /// Requests that may wait; beyond it the server answers 503.
+    #[arg(long, default_value_t = 64)]
+    queue: usize,
+    /// Requests generated together at most.
+    #[arg(long, default_value_t = 16)]
+    max_batch: usize,
+    /// max_tokens when a request gives none.
+    #[arg(long, default_value_t = 512)]
+    default_max_tokens: usize,
 }
 
 #[derive(Args)]
@@ -545,6 +574,32 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => run_generate(args),
         Command::Train(args) => run_train(args),
+        Command::Serve(args) => {
+            let engine = args.model.engine()?;
+            let api_key = match &args.api_key_env {
+                Some(var) => {
+                    Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?)
+                }
+                None => None,
+            };
+            let model_name = args.model_name.clone().unwrap_or_else(|| {
+                args.model
+                    .model
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "vicuna".into())
+            });
+            let options = vicuna::eval::serve::ServeOptions {
+                host: args.host,
+                port: args.port,
+                model_name,
+                api_key,
+                queue: args.queue,
+                max_batch: args.max_batch,
+                default_max_tokens: args.default_max_tokens,
+            };
+            vicuna::eval::serve::serve(engine, options)
+        }
         Command::Chat(args) => run_chat(args),
         Command::Env { json } => {
             let runtime = vicuna::model::device::runtime();

@@ -9,7 +9,7 @@ use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 
 /// How the next token is chosen.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Sampling {
     /// 0 means greedy.
     pub temperature: f64,
