@@ -196,3 +196,98 @@ pub fn max_diff(
     assert_eq!(a.keys().collect::<Vec<_>>(), b.keys().collect::<Vec<_>>());
     a.iter().map(|(k, t)| (t - &b[k]).abs().max().double_value(&[])).fold(0.0, f64::max)
 }
+
+/// A scripted HTTP server on loopback for fault tests: each request gets the next action of the
+/// script (the last action repeats); it counts requests and stops by itself after `limit` seconds.
+pub struct FaultServer {
+    pub base: String,
+    pub requests: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// What a `FaultServer` does with one request.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Answer with this status and body (and a Retry-After header when given, in seconds).
+    Status(u16, String, Option<f64>),
+    /// Wait this long, then answer 200 with the body.
+    Slow(std::time::Duration, String),
+    /// Close the connection without answering.
+    Drop,
+}
+
+impl FaultServer {
+    pub fn start(script: Vec<Fault>, limit: std::time::Duration) -> FaultServer {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}/v1", listener.local_addr().unwrap());
+        let requests = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = requests.clone();
+        std::thread::spawn(move || {
+            let deadline = std::time::Instant::now() + limit;
+            while std::time::Instant::now() < deadline {
+                let Ok((mut stream, _)) = listener.accept() else {
+                    std::thread::sleep(std::time::Duration::from_millis(2));
+                    continue;
+                };
+                let script = script.clone();
+                let counter = counter.clone();
+                std::thread::spawn(move || {
+                    stream.set_nonblocking(false).unwrap();
+                    stream.set_read_timeout(Some(std::time::Duration::from_secs(5))).unwrap();
+                    // Read the request: headers, then Content-Length bytes of body.
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let header_end = loop {
+                        let n = stream.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..header_end]).to_lowercase();
+                    let length: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < header_end + length {
+                        let n = stream.read(&mut chunk).unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let k = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let action = script[k.min(script.len() - 1)].clone();
+                    let respond = |stream: &mut std::net::TcpStream, status: u16, body: &str, retry: Option<f64>| {
+                        let extra = retry.map(|r| format!("retry-after: {r}\r\n")).unwrap_or_default();
+                        let reply = format!("HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n{extra}content-length: {}\r\nconnection: close\r\n\r\n{body}", body.len());
+                        let _ = stream.write_all(reply.as_bytes());
+                    };
+                    match action {
+                        Fault::Status(status, body, retry) => respond(&mut stream, status, &body, retry),
+                        Fault::Slow(wait, body) => {
+                            std::thread::sleep(wait);
+                            respond(&mut stream, 200, &body, None);
+                        }
+                        Fault::Drop => drop(stream),
+                    }
+                });
+            }
+        });
+        FaultServer { base, requests }
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// The body of a successful Chat Completions response with `text`.
+pub fn completion(text: &str) -> String {
+    serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).to_string()
+}
