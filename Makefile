@@ -29,7 +29,7 @@ fixtures: setup
 	@bash scripts/fixtures/make_llama_fixtures.sh
 
 test: setup tokenizers fixtures
-	$(CARGO) test --release --locked
+	$(CARGO) test --release --locked --no-fail-fast
 
 fmt:
 	$(CARGO) fmt

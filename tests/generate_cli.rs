@@ -6,23 +6,6 @@ use common::*;
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-fn tiny_model(s: &Scratch) -> String {
-    let dir = s.path("tiny");
-    ok(&[
-        "model",
-        "init",
-        "--preset",
-        "tiny",
-        "--tokenizer",
-        tiny_tokenizer().to_str().unwrap(),
-        "-o",
-        dir.to_str().unwrap(),
-        "--seed",
-        "3",
-    ]);
-    dir.to_str().unwrap().to_string()
-}
-
 fn generate(model: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["generate", "--model", model, "--template", "chatml", "--max-new-tokens", "12", "--json"];
     args.extend_from_slice(extra);
@@ -32,7 +15,7 @@ fn generate(model: &str, extra: &[&str]) -> Vec<serde_json::Value> {
 #[test]
 fn generate_renders_the_prompt_with_the_template_and_samples_reproducibly() {
     let s = Scratch::new();
-    let model = tiny_model(&s);
+    let model = tiny_model(&s).to_str().unwrap().to_string();
     let inspect: serde_json::Value = serde_json::from_str(&ok(&["model", "inspect", &model, "--json"])).unwrap();
     assert_eq!(inspect["config"]["num_hidden_layers"], 2);
     assert_eq!(inspect["tensors"].as_array().unwrap().len(), 2 * 9 + 3);
@@ -61,7 +44,7 @@ fn generate_renders_the_prompt_with_the_template_and_samples_reproducibly() {
 #[test]
 fn chat_keeps_the_conversation_across_turns() {
     let s = Scratch::new();
-    let model = tiny_model(&s);
+    let model = tiny_model(&s).to_str().unwrap().to_string();
     let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
         .args(["chat", "--model", &model, "--template", "chatml", "--max-new-tokens", "6"])
         .stdin(Stdio::piped())

@@ -102,20 +102,31 @@ impl Sampler {
         self.lengths.len().div_ceil(self.global_batch)
     }
 
-    /// Sample indices of every step of `epoch`, in order.
+    /// Sample indices of every step of `epoch`, in order: a seeded shuffle; with length grouping,
+    /// megabatches sorted by length (stable, so equal lengths keep their shuffled order), cut into
+    /// global batches whose order is shuffled again, so no two epochs repeat even when the whole
+    /// data set fits in one megabatch.
     pub fn epoch(&self, epoch: usize) -> Vec<Vec<usize>> {
         let n = self.lengths.len();
-        let mut order: Vec<usize> = (0..n).collect();
         let mut rng = SplitMix64::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        for i in (1..n).rev() {
-            order.swap(i, rng.below(i + 1));
+        let mut order: Vec<usize> = (0..n).collect();
+        shuffle(&mut order, &mut rng);
+        if !self.group_by_length {
+            return order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
         }
-        if self.group_by_length {
-            for mega in order.chunks_mut(MEGABATCH * self.global_batch) {
-                mega.sort_by(|&a, &b| self.lengths[b].cmp(&self.lengths[a]).then(a.cmp(&b)));
-            }
+        for mega in order.chunks_mut(MEGABATCH * self.global_batch) {
+            mega.sort_by(|&a, &b| self.lengths[b].cmp(&self.lengths[a]));
         }
-        order.chunks(self.global_batch).map(<[usize]>::to_vec).collect()
+        let mut batches: Vec<Vec<usize>> = order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
+        shuffle(&mut batches, &mut rng);
+        batches
+    }
+}
+
+/// Fisher-Yates with the project's portable generator.
+fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
+    for i in (1..items.len()).rev() {
+        items.swap(i, rng.below(i + 1));
     }
 }
 
@@ -227,6 +238,19 @@ mod tests {
         let mut all: Vec<usize> = e0.concat();
         all.sort_unstable();
         assert_eq!(all, (0..103).collect::<Vec<_>>());
-        assert_eq!(e0.last().unwrap().len(), 103 - 12 * 8);
+        assert_eq!(e0.iter().filter(|b| b.len() == 8).count(), 12, "all but one step are full");
+        let plain = Sampler::new((0..103).map(|i| (i * 37) % 50 + 1).collect(), 8, 5, false);
+        assert_eq!(plain.epoch(3), plain.epoch(3));
+        assert_eq!(plain.epoch(3).last().unwrap().len(), 103 - 12 * 8);
+    }
+
+    #[test]
+    fn length_grouping_keeps_similar_lengths_together() {
+        let lengths: Vec<usize> = (0..64).map(|i| if i % 2 == 0 { 10 } else { 500 }).collect();
+        let s = Sampler::new(lengths.clone(), 8, 1, true);
+        for batch in s.epoch(0) {
+            let first = lengths[batch[0]];
+            assert!(batch.iter().all(|&i| lengths[i] == first), "a step mixes short and long samples: {batch:?}");
+        }
     }
 }

@@ -154,6 +154,28 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         checkpoint::save(&root, &state, &named(&masters, ""), &moments, cfg.keep_checkpoints)
     };
 
+    // Ends the run on a stop signal: a durable checkpoint of `state` (unless `done` already is one).
+    let stop =
+        |signal: i32, state: &TrainState, optimizer: &AdamW, done: Option<&PathBuf>, last_loss| -> Result<Outcome> {
+            let dir = match done {
+                Some(d) => d.clone(),
+                None => save(state, optimizer)?,
+            };
+            bar.finish_and_clear();
+            eprintln!(
+                "signal {signal}: checkpoint {} durable {:.2} s after the signal; resume with --resume auto",
+                dir.display(),
+                preempt::seconds_since_signal()
+            );
+            Ok(Outcome {
+                steps_done: state.step,
+                total_steps,
+                last_loss,
+                stopped_by: Some(signal),
+                checkpoint: Some(dir),
+                exported: None,
+            })
+        };
     while state.step < total_steps {
         let (epoch, position) = (state.step / per_epoch, state.step % per_epoch);
         if epoch_order.0 != epoch {
@@ -177,22 +199,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         }
         if let Some(signal) = interrupted {
             // The partial step is dropped; the checkpoint holds the state after the last full step.
-            let t = Instant::now();
-            let dir = save(&state, &optimizer)?;
-            bar.finish_and_clear();
-            eprintln!(
-                "signal {signal}: saved {} in {:.2} s; resume with --resume auto",
-                dir.display(),
-                t.elapsed().as_secs_f64()
-            );
-            return Ok(Outcome {
-                steps_done: state.step,
-                total_steps,
-                last_loss,
-                stopped_by: Some(signal),
-                checkpoint: Some(dir),
-                exported: None,
-            });
+            return stop(signal, &state, &optimizer, None, last_loss);
         }
         let grads: Vec<Tensor> =
             params.iter().map(|p| if mixed { p.grad().to_kind(Kind::Float) } else { p.grad() }).collect();
@@ -247,20 +254,8 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
             log.plot()?;
         }
         if let Some(signal) = preempt::requested() {
-            let dir = match &saved_at {
-                Some(d) if d.ends_with(checkpoint::name_of(state.step)) => d.clone(),
-                _ => save(&state, &optimizer)?,
-            };
-            bar.finish_and_clear();
-            eprintln!("signal {signal}: saved {}; resume with --resume auto", dir.display());
-            return Ok(Outcome {
-                steps_done: state.step,
-                total_steps,
-                last_loss,
-                stopped_by: Some(signal),
-                checkpoint: Some(dir),
-                exported: None,
-            });
+            let done = saved_at.as_ref().filter(|d| d.ends_with(checkpoint::name_of(state.step)));
+            return stop(signal, &state, &optimizer, done, last_loss);
         }
     }
     bar.finish_and_clear();
