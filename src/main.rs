@@ -46,6 +46,9 @@ enum Command {
     Train(TrainArgs),
     /// Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming).
     Serve(ServeArgs),
+    /// Evaluate: answer question sets, judge answers with an LLM, report.
+    #[command(subcommand)]
+    Eval(EvalCommand),
     /// Show the libtorch runtime: version, CPU threads, CUDA devices.
     Env {
         /// Print JSON instead of text.
@@ -148,6 +151,114 @@ struct ChatArgs {
     model: ModelArgs,
     #[command(flatten)]
     sampling: SamplingArgs,
+}
+
+#[derive(Subcommand)]
+enum EvalCommand {
+    /// Answer a question set (Vicuna-80 or MT-bench JSONL) in FastChat's answer format.
+    Answer {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Question file.
+        #[arg(long)]
+        questions: PathBuf,
+        /// Answer file (JSONL); questions already answered there are skipped.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// model_id written into the answers (default: the model directory's name).
+        #[arg(long)]
+        model_id: Option<String>,
+        /// Questions generated together.
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// New tokens per answer at most.
+        #[arg(long, default_value_t = 1024)]
+        max_new_tokens: usize,
+        /// One temperature for all questions (default: MT-bench's per-category table).
+        #[arg(long)]
+        temperature: Option<f64>,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Import another model's answers (FastChat's llm_judge or older Vicuna-80 format).
+    Import {
+        /// Answer file to import.
+        input: PathBuf,
+        /// model_id to give them (default: as in the file, else the file name).
+        #[arg(long)]
+        model_id: Option<String>,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Judge answers with an LLM through an OpenAI-compatible endpoint (appends; reruns skip what is done).
+    Judge {
+        /// Question file.
+        #[arg(long)]
+        questions: PathBuf,
+        /// Answer files, one or more models each.
+        #[arg(long, required = true, num_args = 1..)]
+        answers: Vec<PathBuf>,
+        /// pairwise, single, pairwise-baseline or vicuna80 (two scores per pair, the Vicuna paper's review).
+        #[arg(long)]
+        mode: String,
+        /// Judge model name sent to the endpoint.
+        #[arg(long)]
+        judge_model: String,
+        /// Judgment file (JSONL, appended).
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Endpoint base URL up to /v1.
+        #[arg(long, default_value = "https://api.openai.com/v1")]
+        api_base: String,
+        /// Environment variable holding the API key (never printed).
+        #[arg(long, default_value = "OPENAI_API_KEY")]
+        api_key_env: String,
+        /// The baseline model (pairwise-baseline; optional for vicuna80).
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Judge prompts in FastChat's judge_prompts.jsonl format (added to the built-in ones).
+        #[arg(long)]
+        judge_prompts: Option<PathBuf>,
+        /// Reference answers for math, reasoning and coding (an answer file).
+        #[arg(long)]
+        reference_answers: Option<PathBuf>,
+        /// Requests in flight at most.
+        #[arg(long, default_value_t = 4)]
+        concurrency: usize,
+        /// Seconds per request before it is retried.
+        #[arg(long, default_value_t = 120.0)]
+        timeout: f64,
+        /// Retries per request on 429, 5xx, timeouts and dropped connections.
+        #[arg(long, default_value_t = 6)]
+        max_retries: u32,
+        /// Judge reply length at most, in tokens.
+        #[arg(long, default_value_t = 2048)]
+        max_tokens: usize,
+        /// Print the run summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Report judgments: totals like the Vicuna paper's Table 2, win rates, MT-bench scores, per category.
+    Report {
+        /// Judgment file.
+        judgments: PathBuf,
+        /// Model the others are measured against.
+        #[arg(long)]
+        baseline: Option<String>,
+        /// Only this judge's judgments.
+        #[arg(long)]
+        judge: Option<String>,
+        /// Question file, for categories missing from the judgments.
+        #[arg(long)]
+        questions: Option<PathBuf>,
+        /// Also write the per-category chart (SVG) here.
+        #[arg(long)]
+        chart: Option<PathBuf>,
+        /// Print JSON instead of Markdown.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Args)]
@@ -574,6 +685,7 @@ fn run(cli: Cli) -> Result<()> {
         }
         Command::Generate(args) => run_generate(args),
         Command::Train(args) => run_train(args),
+        Command::Eval(command) => run_eval(command),
         Command::Serve(args) => {
             let engine = args.model.engine()?;
             let api_key = match &args.api_key_env {
@@ -835,4 +947,134 @@ fn run_train(args: TrainArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn run_eval(command: EvalCommand) -> Result<()> {
+    use vicuna::eval::{answer, client, judge, prompts, questions, report};
+    match command {
+        EvalCommand::Answer {
+            model,
+            questions: qpath,
+            output,
+            model_id,
+            batch_size,
+            max_new_tokens,
+            temperature,
+            seed,
+        } => {
+            let engine = model.engine()?;
+            let qs = questions::read_questions(&qpath)?;
+            let model_id = model_id.unwrap_or_else(|| {
+                model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+            });
+            let options =
+                answer::AnswerOptions { model_id: model_id.clone(), batch_size, max_new_tokens, temperature, seed };
+            let n = answer::answer(&engine, &qs, &options, &output)?;
+            println!("{model_id}: answered {n} questions ({} in the set) into {}", qs.len(), output.display());
+            Ok(())
+        }
+        EvalCommand::Import { input, model_id, output } => {
+            let loaded = questions::import_answers(&input, model_id.as_deref())?;
+            for message in loaded.skipped_messages() {
+                eprintln!("warning: {message}");
+            }
+            let answers = questions::reorganize(loaded.records());
+            vicuna::atomic::write_file(&output, |w| questions::write_answers(w, &answers))?;
+            println!("imported {} answers into {}", answers.len(), output.display());
+            Ok(())
+        }
+        EvalCommand::Judge {
+            questions: qpath,
+            answers,
+            mode,
+            judge_model,
+            output,
+            api_base,
+            api_key_env,
+            baseline,
+            judge_prompts,
+            reference_answers,
+            concurrency,
+            timeout,
+            max_retries,
+            max_tokens,
+            json,
+        } => {
+            let mode: report::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
+                .map_err(|_| anyhow::anyhow!("--mode {mode:?}: use pairwise, single, pairwise-baseline or vicuna80"))?;
+            let qs = questions::read_questions(&qpath)?;
+            let mut by_model: std::collections::BTreeMap<
+                String,
+                std::collections::BTreeMap<questions::QuestionId, questions::Answer>,
+            > = Default::default();
+            for path in &answers {
+                let loaded = questions::read_answers(path)?;
+                for message in loaded.skipped_messages() {
+                    eprintln!("warning: {message}");
+                }
+                for a in loaded.records() {
+                    by_model.entry(a.model_id.clone()).or_default().insert(a.question_id.clone(), a);
+                }
+            }
+            let references = match &reference_answers {
+                Some(path) => Some(questions::index_answers(questions::read_answers(path)?.records()).0),
+                None => None,
+            };
+            let mut prompt_set = prompts::builtin_prompts();
+            if let Some(path) = &judge_prompts {
+                prompt_set.extend(prompts::load_judge_prompts(path)?);
+            }
+            let api_key = std::env::var(&api_key_env).ok().filter(|k| !k.is_empty());
+            let c = client::Client::new(client::ClientOptions {
+                api_base,
+                api_key,
+                timeout: std::time::Duration::from_secs_f64(timeout),
+                max_retries,
+                backoff: std::time::Duration::from_millis(500),
+            });
+            let options =
+                judge::JudgeOptions { mode, judge_model, concurrency, baseline, prompts: prompt_set, max_tokens };
+            let summary = judge::judge(&c, &qs, &by_model, references.as_ref(), &options, &output)?;
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "judgments: {} planned, {} already done, {} written ({} unparsed), {} failed; {} requests",
+                    summary.planned,
+                    summary.skipped,
+                    summary.written,
+                    summary.unparsed,
+                    summary.failed,
+                    summary.requests
+                );
+            }
+            anyhow::ensure!(
+                summary.failed == 0,
+                "{} judgments failed (see the warnings); rerun the same command to retry them",
+                summary.failed
+            );
+            Ok(())
+        }
+        EvalCommand::Report { judgments, baseline, judge, questions: qpath, chart, json } => {
+            let loaded = report::read_judgments(&judgments)?;
+            for message in loaded.skipped_messages() {
+                eprintln!("warning: {message}");
+            }
+            let mut records = loaded.records();
+            if let Some(path) = &qpath {
+                report::fill_categories(&mut records, &questions::read_questions(path)?);
+            }
+            let r = report::build_report(&records, &report::ReportOptions { judge, baseline, models: None })?;
+            if let Some(path) = &chart {
+                let svg = r.chart_svg().context("no per-category scores to chart")?;
+                vicuna::atomic::write_bytes(path, svg.as_bytes())?;
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&r)?);
+            } else {
+                print!("{}", r.to_markdown());
+            }
+            Ok(())
+        }
+    }
 }

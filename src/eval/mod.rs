@@ -5,9 +5,11 @@
 //! `prompts` (judge prompts and rendering), `verdict` (reading judge replies), `report` (judgment
 //! records and the numbers), `markdown` and `chart` (report output), `jsonl` (line-numbered JSON
 //! Lines reading); they follow FastChat's llm_judge (MT-bench) and the original Vicuna-80 review.
+pub mod answer;
 pub mod chart;
 pub mod client;
 pub mod jsonl;
+pub mod judge;
 pub mod markdown;
 pub mod prompts;
 pub mod questions;

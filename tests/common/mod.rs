@@ -291,3 +291,38 @@ impl FaultServer {
 pub fn completion(text: &str) -> String {
     serde_json::json!({"choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}).to_string()
 }
+
+/// A `vicuna serve` process on a free loopback port, killed when dropped.
+pub struct Served {
+    pub child: std::process::Child,
+    /// Base URL up to `/v1`.
+    pub base: String,
+}
+
+impl Served {
+    /// Serves `model` with `extra` flags and waits until it listens.
+    pub fn start(model: &Path, extra: &[&str]) -> Served {
+        use std::io::BufRead;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+            .args(["serve", "--model", model.to_str().unwrap(), "--template", "chatml", "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start vicuna serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let line = lines.next().expect("serve prints its address").unwrap();
+        let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Served { child, base: format!("http://{addr}/v1") }
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

@@ -1,0 +1,99 @@
+//! `vicuna eval answer`: a model's answers to a question set (Vicuna-80 or MT-bench), written in
+//! FastChat's answer format so its tools read them. Unlike FastChat's `gen_model_answer`, which
+//! answers one question at a time, questions are answered in batches (several times the
+//! throughput on a CPU), grouped by their sampling temperature (MT-bench's per-category table);
+//! a second turn is asked with the first answer in context. Questions already answered in the
+//! output file are skipped, so an interrupted run continues.
+use super::questions::{default_temperature, read_answers, reorganize, write_answers, Answer, Question};
+use crate::data::conversation::{Role, Turn};
+use crate::model::generate::Sampling;
+use crate::model::inference::Engine;
+use anyhow::Result;
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+/// Settings of an answer run.
+#[derive(Debug, Clone)]
+pub struct AnswerOptions {
+    /// The `model_id` written into answers.
+    pub model_id: String,
+    /// Questions generated together.
+    pub batch_size: usize,
+    pub max_new_tokens: usize,
+    /// One temperature for every category instead of MT-bench's table.
+    pub temperature: Option<f64>,
+    pub seed: u64,
+}
+
+/// Answers `questions` into `out` (JSON Lines); returns how many were answered now.
+pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, out: &Path) -> Result<usize> {
+    let mut done: Vec<Answer> = if out.exists() { read_answers(out)?.records() } else { Vec::new() };
+    let answered: BTreeSet<String> =
+        done.iter().filter(|a| a.model_id == options.model_id).map(|a| a.question_id.to_string()).collect();
+    let todo: Vec<&Question> = questions.iter().filter(|q| !answered.contains(&q.id.to_string())).collect();
+    // Group by temperature so each batch shares its sampling settings.
+    let mut groups: BTreeMap<u64, Vec<&Question>> = BTreeMap::new();
+    for q in &todo {
+        let t = options.temperature.unwrap_or_else(|| default_temperature(&q.category));
+        groups.entry(t.to_bits()).or_default().push(q);
+    }
+    let bar = crate::data::pipeline::progress_bar(todo.len() as u64, "answer");
+    let mut new = Vec::with_capacity(todo.len());
+    for (bits, group) in groups {
+        let sampling = Sampling {
+            temperature: f64::from_bits(bits),
+            max_new_tokens: options.max_new_tokens,
+            seed: options.seed,
+            ..Sampling::default()
+        };
+        for batch in group.chunks(options.batch_size.max(1)) {
+            new.extend(answer_batch(engine, batch, &sampling, &options.model_id)?);
+            bar.inc(batch.len() as u64);
+        }
+    }
+    bar.finish_and_clear();
+    let count = new.len();
+    done.extend(new);
+    let sorted = reorganize(done);
+    crate::atomic::write_file(out, |w| write_answers(w, &sorted))?;
+    Ok(count)
+}
+
+/// All turns of a batch of questions: turn k of every question that has it, as one batch, each
+/// conversation carrying its earlier answers.
+fn answer_batch(engine: &Engine, batch: &[&Question], sampling: &Sampling, model_id: &str) -> Result<Vec<Answer>> {
+    let mut conversations: Vec<Vec<Turn>> = vec![Vec::new(); batch.len()];
+    let mut answers: Vec<Vec<String>> = vec![Vec::new(); batch.len()];
+    let turns = batch.iter().map(|q| q.turns.len()).max().unwrap_or(0);
+    for k in 0..turns {
+        let rows: Vec<usize> = (0..batch.len()).filter(|&r| k < batch[r].turns.len()).collect();
+        let mut prompts = Vec::with_capacity(rows.len());
+        for &r in &rows {
+            conversations[r].push(Turn { role: Role::User, text: batch[r].turns[k].clone() });
+            prompts.push(engine.prompt_ids(None, &conversations[r])?);
+        }
+        let outputs = engine.generate(&prompts, sampling, &mut |_, _| {})?;
+        for (&r, output) in rows.iter().zip(outputs) {
+            conversations[r].push(Turn { role: Role::Assistant, text: output.text.clone() });
+            answers[r].push(output.text);
+        }
+    }
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    Ok(batch
+        .iter()
+        .zip(answers)
+        .map(|(q, turns)| {
+            let answer_id = format!("{:016x}", fingerprint(&(model_id, q.id.to_string(), &turns)));
+            Answer::new(q.id.clone(), answer_id, model_id.to_string(), turns, now)
+        })
+        .collect())
+}
+
+/// A stable id for an answer (FastChat uses random short UUIDs; a hash keeps reruns comparable).
+fn fingerprint(value: &impl std::hash::Hash) -> u64 {
+    use std::hash::Hasher;
+    let mut h = std::hash::DefaultHasher::new();
+    value.hash(&mut h);
+    h.finish()
+}

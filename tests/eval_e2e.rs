@@ -1,0 +1,145 @@
+//! Evaluation end to end over real HTTP on loopback: `vicuna serve` a tiny model as the judge,
+//! `vicuna eval answer` two tiny models on the bundled question sets (Vicuna-80 and MT-bench
+//! formats), `vicuna eval judge` pairwise (with the swapped game) and single, `vicuna eval report`.
+//! The judge is a random tiny model, so the test checks the files' structure and counts, not the
+//! verdicts; a rerun of the judge makes no request.
+mod common;
+use common::*;
+
+fn answer(model: &std::path::Path, questions: &str, out: &std::path::Path, id: &str) {
+    let q = repo().join("examples/questions").join(questions);
+    ok(&[
+        "eval",
+        "answer",
+        "--model",
+        model.to_str().unwrap(),
+        "--template",
+        "chatml",
+        "--questions",
+        q.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model-id",
+        id,
+        "--max-new-tokens",
+        "8",
+        "--batch-size",
+        "4",
+    ]);
+}
+
+#[test]
+fn answer_judge_and_report_over_http() {
+    let s = Scratch::new();
+    let judge_model = tiny_model(&s);
+    let other = s.path("other");
+    ok(&[
+        "model",
+        "init",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        tiny_tokenizer().to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+        "--seed",
+        "9",
+    ]);
+    let served = Served::start(&judge_model, &["--default-max-tokens", "8"]);
+
+    // Answers in FastChat's format, two turns for MT-bench questions.
+    let (v_a, v_b, m_a, m_b) = (s.path("v_a.jsonl"), s.path("v_b.jsonl"), s.path("m_a.jsonl"), s.path("m_b.jsonl"));
+    answer(&judge_model, "vicuna80_sample.jsonl", &v_a, "alpha");
+    answer(&other, "vicuna80_sample.jsonl", &v_b, "beta");
+    answer(&judge_model, "mt_bench_sample.jsonl", &m_a, "alpha");
+    answer(&other, "mt_bench_sample.jsonl", &m_b, "beta");
+    let answers = read_records(&m_a);
+    assert_eq!(answers.len(), 6);
+    for a in &answers {
+        assert_eq!(a["model_id"], "alpha");
+        assert_eq!(
+            a["choices"][0]["turns"].as_array().unwrap().len(),
+            2,
+            "MT-bench questions are answered in two turns"
+        );
+        assert!(a["answer_id"].is_string() && a["tstamp"].is_number());
+    }
+    assert_eq!(read_records(&v_a)[0]["choices"][0]["turns"].as_array().unwrap().len(), 1);
+
+    // Pairwise, Vicuna-80 style (two scores, answers swapped too), against the served judge.
+    let judge =
+        |questions: &str, answers: [&std::path::Path; 2], mode: &str, out: &std::path::Path| -> serde_json::Value {
+            let q = repo().join("examples/questions").join(questions);
+            let args = [
+                "eval",
+                "judge",
+                "--questions",
+                q.to_str().unwrap(),
+                "--answers",
+                answers[0].to_str().unwrap(),
+                answers[1].to_str().unwrap(),
+                "--mode",
+                mode,
+                "--judge-model",
+                "tiny-judge",
+                "--api-base",
+                &served.base,
+                "-o",
+                out.to_str().unwrap(),
+                "--max-tokens",
+                "8",
+                "--json",
+            ];
+            serde_json::from_str(&ok(&args)).unwrap()
+        };
+    let pairwise = s.path("pairwise.jsonl");
+    let summary = judge("vicuna80_sample.jsonl", [&v_a, &v_b], "vicuna80", &pairwise);
+    assert_eq!(
+        (summary["planned"].as_u64(), summary["written"].as_u64(), summary["requests"].as_u64()),
+        (Some(6), Some(6), Some(12)),
+        "{summary}"
+    );
+    let records = read_records(&pairwise);
+    assert_eq!(records.len(), 6);
+    for r in &records {
+        assert_eq!(
+            (r["mode"].as_str(), r["model_a"].as_str(), r["model_b"].as_str(), r["judge"].as_str()),
+            (Some("vicuna80"), Some("alpha"), Some("beta"), Some("tiny-judge"))
+        );
+        assert!(
+            r["judgment_text"].is_string() && r["swapped_judgment_text"].is_string(),
+            "both orders were judged: {r}"
+        );
+        assert!(r["verdict"].is_object() && r["swapped_verdict"].is_object());
+    }
+    let unparsed = records
+        .iter()
+        .filter(|r| r["verdict"].get("unparsed").is_some() || r["swapped_verdict"].get("unparsed").is_some())
+        .count() as u64;
+    assert_eq!(summary["unparsed"].as_u64(), Some(unparsed), "every unreadable verdict is counted");
+
+    // Single-answer grading, MT-bench style: both turns of both models.
+    let single = s.path("single.jsonl");
+    let summary = judge("mt_bench_sample.jsonl", [&m_a, &m_b], "single", &single);
+    assert_eq!(
+        (summary["planned"].as_u64(), summary["written"].as_u64(), summary["requests"].as_u64()),
+        (Some(24), Some(24), Some(24)),
+        "{summary}"
+    );
+    let turns: Vec<u64> = read_records(&single).iter().map(|r| r["turn"].as_u64().unwrap()).collect();
+    assert_eq!(turns.iter().filter(|&&t| t == 2).count(), 12);
+
+    // A rerun finds everything on disk and asks nothing.
+    let again = judge("mt_bench_sample.jsonl", [&m_a, &m_b], "single", &single);
+    assert_eq!(
+        (again["skipped"].as_u64(), again["written"].as_u64(), again["requests"].as_u64()),
+        (Some(24), Some(0), Some(0))
+    );
+
+    // Reports in JSON and Markdown, and the chart.
+    let report: serde_json::Value =
+        serde_json::from_str(&ok(&["eval", "report", pairwise.to_str().unwrap(), "--json"])).unwrap();
+    assert!(report.is_object());
+    let markdown = ok(&["eval", "report", single.to_str().unwrap()]);
+    assert!(markdown.starts_with("# Evaluation report"), "{markdown}");
+}

@@ -1,0 +1,82 @@
+//! `vicuna eval judge` against a local server that fails on purpose (429 with Retry-After, 500, a
+//! response slower than the timeout, a dropped connection): it retries, finishes, loses no
+//! judgment, and a rerun of the same command sends no request.
+mod common;
+use common::*;
+use std::time::Duration;
+
+fn answers(s: &Scratch, model: &str) -> std::path::PathBuf {
+    let lines: Vec<String> = (1..=6)
+        .map(|q| serde_json::json!({"question_id": q, "answer_id": format!("{model}{q}"), "model_id": model, "choices": [{"index": 0, "turns": [format!("{model} answers {q}")]}], "tstamp": 0.0}).to_string())
+        .collect();
+    s.write(&format!("{model}.jsonl"), &(lines.join("\n") + "\n"))
+}
+
+#[test]
+fn judge_survives_faults_and_a_rerun_asks_nothing() {
+    let s = Scratch::new();
+    let (a, b) = (answers(&s, "alpha"), answers(&s, "beta"));
+    let server = FaultServer::start(
+        vec![
+            Fault::Status(429, "{\"error\": \"rate limited\"}".into(), Some(0.2)),
+            Fault::Status(200, completion("Assistant A is better. [[A]]"), None),
+            Fault::Status(500, "{}".into(), None),
+            Fault::Status(200, completion("[[B]]"), None),
+            Fault::Slow(Duration::from_millis(1500), completion("[[A]]")),
+            Fault::Drop,
+            Fault::Status(200, completion("Both are equal. [[C]]"), None),
+        ],
+        Duration::from_secs(60),
+    );
+    let out = s.path("judgments.jsonl");
+    let questions = repo().join("examples/questions/vicuna80_sample.jsonl");
+    let args = [
+        "eval",
+        "judge",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--answers",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--mode",
+        "pairwise",
+        "--judge-model",
+        "gpt-4",
+        "--api-base",
+        &server.base,
+        "-o",
+        out.to_str().unwrap(),
+        "--timeout",
+        "0.5",
+        "--max-retries",
+        "5",
+        "--concurrency",
+        "2",
+        "--json",
+    ];
+    let summary: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(
+        (summary["planned"].as_u64(), summary["written"].as_u64(), summary["failed"].as_u64()),
+        (Some(6), Some(6), Some(0)),
+        "{summary}"
+    );
+    assert_eq!(summary["requests"], 12, "two games (one swapped) per judgment");
+    let sent = server.count();
+    assert!(sent >= 12 + 4, "the four faults were retried: {sent} requests");
+    let records = read_records(&out);
+    assert_eq!(records.len(), 6);
+    assert!(
+        records
+            .iter()
+            .all(|r| r["verdict"].get("unparsed").is_none() && r["swapped_verdict"].get("unparsed").is_none()),
+        "every verdict was read"
+    );
+
+    let again: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(
+        (again["skipped"].as_u64(), again["written"].as_u64(), again["requests"].as_u64()),
+        (Some(6), Some(0), Some(0))
+    );
+    assert_eq!(server.count(), sent, "the rerun sent nothing");
+    assert_eq!(read_records(&out).len(), 6, "nothing was written twice");
+}
