@@ -340,10 +340,7 @@ struct Prep {
     no_dedup: bool,
     /// With `--tokenizer`, conversations are also split to fit `--max-length` tokens.
     #[command(flatten)]
-    tokens: TokenArgs,
-    /// What to do with a single turn pair longer than `--max-length` (with `--tokenizer`).
-    #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
-    long_pair: LongPair,
+    split: SplitArgs,
     #[command(flatten)]
     out: OutputArgs,
 }
@@ -443,10 +440,7 @@ enum Stage {
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
-        tokens: TokenArgs,
-        /// What to do with a single turn pair longer than `--max-length`.
-        #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
-        long_pair: LongPair,
+        split: SplitArgs,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -457,13 +451,10 @@ enum Stage {
         #[arg(short, long)]
         output: PathBuf,
         #[command(flatten)]
-        tokens: TokenArgs,
+        tokens: SplitArgs,
         /// Split long conversations first instead of truncating them.
         #[arg(long)]
         split: bool,
-        /// With `--split`: what to do with a single turn pair longer than `--max-length`.
-        #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
-        long_pair: LongPair,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -487,6 +478,21 @@ enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+#[derive(Args, Clone)]
+struct SplitArgs {
+    #[command(flatten)]
+    tokens: TokenArgs,
+    /// What to do with a single turn pair longer than `--max-length` when splitting.
+    #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
+    long_pair: LongPair,
+}
+
+impl SplitArgs {
+    fn options(&self) -> SplitOptions {
+        SplitOptions { max_len: self.tokens.max_length, long_pair: self.long_pair }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -728,8 +734,8 @@ fn run(cli: Cli) -> Result<()> {
 fn run_prep(prep: Prep) -> Result<()> {
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
-        let loaded = prep.tokens.load()?;
-        let split = SplitOptions { max_len: prep.tokens.max_length, long_pair: prep.long_pair };
+        let loaded = prep.split.tokens.load()?;
+        let split = prep.split.options();
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
@@ -760,18 +766,21 @@ fn run_prep(prep: Prep) -> Result<()> {
             let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };
             report(&out, &[pipeline::run(&plan, &inputs, &output)?])
         }
-        Stage::Split { inputs, output, tokens, long_pair, out } => {
-            let (tokenizer, template) = tokens.require("split")?;
-            let split = SplitOptions { max_len: tokens.max_length, long_pair };
+        Stage::Split { inputs, output, split, out } => {
+            let (tokenizer, template) = split.tokens.require("split")?;
+            let split = split.options();
             let stages = TokenStages { tokenizer: &tokenizer, template: &template, split: Some(split), encode: None };
             let plan = Plan { tokens: Some(stages), ..out.plan("split", Read::Conversations) };
             report(&out, &[pipeline::run(&plan, &inputs, &output)?])
         }
-        Stage::Encode { inputs, output, tokens, split, long_pair, out } => {
-            let (tokenizer, template) = tokens.require("encode")?;
-            let split = split.then_some(SplitOptions { max_len: tokens.max_length, long_pair });
-            let stages =
-                TokenStages { tokenizer: &tokenizer, template: &template, split, encode: Some(tokens.max_length) };
+        Stage::Encode { inputs, output, tokens, split, out } => {
+            let (tokenizer, template) = tokens.tokens.require("encode")?;
+            let stages = TokenStages {
+                tokenizer: &tokenizer,
+                template: &template,
+                split: split.then(|| tokens.options()),
+                encode: Some(tokens.tokens.max_length),
+            };
             let plan = Plan { tokens: Some(stages), ..out.plan("encode", Read::Conversations) };
             report(&out, &[pipeline::run(&plan, &inputs, &output)?])
         }
