@@ -147,3 +147,60 @@ fn resume_with_another_batch_geometry_is_refused() {
         )
     );
 }
+
+#[test]
+fn retention_keeps_the_newest_checkpoints_and_the_best() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let out = s.path("run");
+    // The learning rate is absurd on purpose: the eval loss gets worse, so the best is an early step.
+    let data = train_data();
+    ok(&[
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--template",
+        "chatml",
+        "--output-dir",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "8",
+        "--save-interval",
+        "1",
+        "--keep-checkpoints",
+        "2",
+        "--eval-data",
+        data.to_str().unwrap(),
+        "--eval-interval",
+        "1",
+        "--learning-rate",
+        "2.0",
+        "--lr-schedule",
+        "constant",
+        "--warmup-ratio",
+        "0",
+        "--max-grad-norm",
+        "0",
+    ]);
+    let evals: Vec<(u64, f64)> = std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            (v["step"].as_u64().unwrap(), v["eval_loss"].as_f64().unwrap())
+        })
+        .collect();
+    let best = evals.iter().min_by(|a, b| a.1.total_cmp(&b.1)).unwrap().0;
+    assert!(best < 7, "the setup must make an early step the best: {evals:?}");
+    let mut kept: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    kept.sort();
+    let mut want: Vec<String> = [best, 7, 8].iter().map(|s| format!("step-{s:08}")).collect();
+    want.sort();
+    want.dedup();
+    assert_eq!(kept, want, "eval losses {evals:?}");
+}

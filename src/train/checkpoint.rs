@@ -3,7 +3,7 @@
 //! the old set of checkpoints or the new one, never a half-written directory under a real name.
 //! `state.json` (written last) is the manifest: a typed, versioned resume state plus the size and
 //! CRC32 of every file, so a torn or corrupted checkpoint is recognised and skipped. The last N
-//! are kept.
+//! are kept, plus the one with the best eval loss.
 use crate::model::weights::{read_safetensors, write_safetensors};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -32,6 +32,9 @@ pub struct TrainState {
     /// Settings that must not change across a resume (model, data, batch geometry, ...).
     pub resume_key: BTreeMap<String, String>,
     pub best_eval_loss: Option<f64>,
+    /// Eval loss measured at this step, if it was measured (retention keeps the best checkpoint).
+    #[serde(default)]
+    pub eval_loss: Option<f64>,
     /// Files of the checkpoint with their sizes and CRC32s.
     #[serde(default)]
     pub files: Vec<FileEntry>,
@@ -88,13 +91,25 @@ fn sync_dir(dir: &Path) -> Result<()> {
     std::fs::File::open(dir).and_then(|d| d.sync_all()).with_context(|| format!("cannot sync {}", dir.display()))
 }
 
-/// Removes all but the newest `keep` checkpoints (and leftovers of interrupted saves).
+/// Removes all but the newest `keep` checkpoints and the one with the lowest eval loss (and
+/// leftovers of interrupted saves).
 fn prune(root: &Path, keep: usize) -> Result<()> {
     let mut steps = list(root)?;
     steps.sort();
+    let eval_loss = |dir: &Path| -> Option<f64> {
+        let text = std::fs::read_to_string(dir.join("state.json")).ok()?;
+        serde_json::from_str::<TrainState>(&text).ok()?.eval_loss
+    };
+    let best = steps
+        .iter()
+        .filter_map(|(_, d)| eval_loss(d).map(|l| (l, d.clone())))
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, d)| d);
     let excess = steps.len().saturating_sub(keep.max(1));
     for (_, dir) in steps.into_iter().take(excess) {
-        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        if Some(&dir) != best.as_ref() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
+        }
     }
     for entry in std::fs::read_dir(root)? {
         let path = entry?.path();

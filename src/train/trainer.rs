@@ -103,6 +103,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         world_size: 1,
         resume_key: cfg.resume_key(),
         best_eval_loss: None,
+        eval_loss: None,
         files: Vec::new(),
     };
     let named = |ts: &[Tensor], prefix: &str| -> Vec<(String, Tensor)> {
@@ -228,6 +229,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
             None if !eval.is_empty() && state.step == total_steps => Some(evaluate(model, &eval, cfg, pad_id, device)),
             _ => None,
         };
+        state.eval_loss = eval_loss;
         if let Some(e) = eval_loss {
             state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
         }
