@@ -9,21 +9,9 @@
 #   scripts/bench/encode.sh [WORK_DIR]      (needs ../shared beside the project root, and
 #                                            .cache/tokenizers/llama2 from scripts/fetch_tokenizers.sh)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-shared=${SHARED:-$root/../shared}
-work=${1:-$root/out/bench}
-mkdir -p "$work"
-corpus=$work/corpus
-if [ ! -f "$corpus/sharegpt_raw.json" ]; then
-  bash "$shared/tools/make_bench_corpus.sh" "$corpus" 1
-fi
-ref=$work/fastchat-venv
-if [ ! -x "$ref/bin/python" ]; then
-  python3 -m venv "$ref"
-  # fschat's own dependencies (a web server, tiktoken, ...) are not needed by its scripts.
-  "$ref/bin/pip" install -q --no-deps fschat==0.2.36
-  "$ref/bin/pip" install -q markdownify==0.11.6 beautifulsoup4 tqdm
-fi
+source "$(dirname "$0")/common.sh" "${1:-}"
+ensure_corpus
+ensure_fastchat
 # The splitter's tokenizer: transformers' slow LlamaTokenizer on tokenizer.model (sentencepiece).
 if ! "$ref/bin/python" -c "import transformers, sentencepiece" 2>/dev/null; then
   "$ref/bin/pip" install -q transformers==4.46.3 sentencepiece==0.2.0
@@ -32,8 +20,7 @@ tok=$root/.cache/tokenizers/llama2
 if [ ! -f "$tok/tokenizer.json" ] || [ ! -f "$tok/tokenizer.model" ]; then
   bash "$root/scripts/fetch_tokenizers.sh"
 fi
-make -C "$root" --no-print-directory build >/dev/null
-vicuna=$root/target/release/vicuna
+ensure_vicuna
 clean=$work/encode_clean.json
 "$vicuna" prep clean "$corpus/sharegpt_raw.json" -o "$clean" 2>/dev/null
 n=$(python3 -c "import json, sys; print(len(json.load(open(sys.argv[1]))))" "$clean")

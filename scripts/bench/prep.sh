@@ -5,23 +5,10 @@
 # of both outputs against the corpus's ground truth.
 #   scripts/bench/prep.sh [WORK_DIR]      (needs ../shared beside the project root)
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-shared=${SHARED:-$root/../shared}
-work=${1:-$root/out/bench}
-mkdir -p "$work"
-corpus=$work/corpus
-if [ ! -f "$corpus/sharegpt_raw.json" ]; then
-  bash "$shared/tools/make_bench_corpus.sh" "$corpus" 1
-fi
-ref=$work/fastchat-venv
-if [ ! -x "$ref/bin/python" ]; then
-  python3 -m venv "$ref"
-  # fschat's own dependencies (a web server, tiktoken, ...) are not needed by its cleaner.
-  "$ref/bin/pip" install -q --no-deps fschat==0.2.36
-  "$ref/bin/pip" install -q markdownify==0.11.6 beautifulsoup4 tqdm
-fi
-make -C "$root" --no-print-directory build >/dev/null
-vicuna=$root/target/release/vicuna
+source "$(dirname "$0")/common.sh" "${1:-}"
+ensure_corpus
+ensure_fastchat
+ensure_vicuna
 raw=$corpus/sharegpt_raw.json
 measure="python3 $root/scripts/bench/measure.py"
 echo "corpus: $raw ($(du -m "$raw" | cut -f1) MB, $(nproc) cores)"

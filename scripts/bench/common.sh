@@ -1,0 +1,33 @@
+# Shared set-up of the benchmark scripts (sourced, not run): paths, the large ShareGPT corpus
+# built by ../shared/tools/make_bench_corpus.sh, FastChat in its own virtual environment, and the
+# release binary. After sourcing: $root, $shared, $work, $corpus, $ref (FastChat's venv), $vicuna.
+#   usage in a script:  source "$(dirname "$0")/common.sh" "${1:-}"
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+shared=${SHARED:-$root/../shared}
+work=${1:-$root/out/bench}
+[ -n "$work" ] || work=$root/out/bench
+mkdir -p "$work"
+corpus=$work/corpus
+ref=$work/fastchat-venv
+vicuna=$root/target/release/vicuna
+
+# The large raw corpus (17.7k conversations, about 158 MB) and its markdown ground truth.
+ensure_corpus() {
+  if [ ! -f "$corpus/sharegpt_raw.json" ]; then
+    bash "$shared/tools/make_bench_corpus.sh" "$corpus" 1
+  fi
+}
+
+# FastChat's data scripts (PyPI fschat) in their own environment, without its serving dependencies.
+ensure_fastchat() {
+  if [ ! -x "$ref/bin/python" ]; then
+    python3 -m venv "$ref"
+    "$ref/bin/pip" install -q --no-deps fschat==0.2.36
+    "$ref/bin/pip" install -q markdownify==0.11.6 beautifulsoup4 tqdm
+  fi
+}
+
+# The release binary, built if needed.
+ensure_vicuna() {
+  make -C "$root" --no-print-directory build >/dev/null 2>&1
+}
