@@ -245,30 +245,82 @@ pub fn save_model(
     Ok(())
 }
 
+/// A contiguous CPU tensor seen as safetensors data, borrowed: the serialiser streams it to the
+/// file without a copy.
+struct TensorData {
+    tensor: Tensor,
+    dtype: Dtype,
+    shape: Vec<usize>,
+}
+
+impl safetensors::View for TensorData {
+    fn dtype(&self) -> Dtype {
+        self.dtype
+    }
+    fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    fn data(&self) -> std::borrow::Cow<'_, [u8]> {
+        // SAFETY: the tensor is contiguous and on the CPU (made so in `write_safetensors`), and
+        // lives as long as `self`, so its storage holds `data_len` readable bytes.
+        std::borrow::Cow::Borrowed(unsafe {
+            std::slice::from_raw_parts(self.tensor.data_ptr() as *const u8, self.data_len())
+        })
+    }
+    fn data_len(&self) -> usize {
+        self.tensor.numel() * self.tensor.kind().elt_size_in_bytes()
+    }
+}
+
 /// Writes tensors as one safetensors file (with `{"format": "pt"}` metadata, which transformers
-/// expects), atomically; returns its size and CRC32 for checkpoint manifests.
+/// expects): streamed to a temporary file without copying the tensors, fsynced, renamed. Returns
+/// its size and CRC32 for checkpoint manifests.
 pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(u64, u32)> {
-    let buffers: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = tensors
+    let views: Vec<(String, TensorData)> = tensors
         .iter()
         .map(|(name, t)| {
-            let t = t.to_device(Device::Cpu).contiguous();
-            let (dtype, _) = dtype_of(t.kind())?;
-            let mut buf = vec![0u8; t.numel() * t.kind().elt_size_in_bytes()];
-            t.copy_data_u8(&mut buf, t.numel());
-            Ok((name.clone(), dtype, t.size().iter().map(|&d| d as usize).collect(), buf))
+            let tensor = t.detach().to_device(Device::Cpu).contiguous();
+            let (dtype, _) = dtype_of(tensor.kind())?;
+            let shape = tensor.size().iter().map(|&d| d as usize).collect();
+            Ok((name.clone(), TensorData { tensor, dtype, shape }))
         })
         .collect::<Result<_>>()?;
-    let views: Vec<(String, safetensors::tensor::TensorView)> = buffers
-        .iter()
-        .map(|(name, dtype, shape, buf)| {
-            Ok((name.clone(), safetensors::tensor::TensorView::new(*dtype, shape.clone(), buf)?))
-        })
-        .collect::<Result<_>>()?;
+    let tmp = atomic::temp_path(path);
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    let bytes =
-        safetensors::serialize(views, metadata).with_context(|| format!("cannot serialise {}", path.display()))?;
-    atomic::write_bytes(path, &bytes)?;
-    Ok((bytes.len() as u64, crc32fast::hash(&bytes)))
+    let written = safetensors::serialize_to_file(views, metadata, &tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()));
+    let result = written.and_then(|()| {
+        let (bytes, crc) = file_crc32(&tmp)?;
+        std::fs::File::open(&tmp)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("cannot sync {}", tmp.display()))?;
+        std::fs::rename(&tmp, path)
+            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        atomic::sync_parent(path);
+        Ok((bytes, crc))
+    });
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Size and CRC32 of a file, read in 8 MB blocks.
+pub fn file_crc32(path: &Path) -> Result<(u64, u32)> {
+    use std::io::Read;
+    let mut file = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = crc32fast::Hasher::new();
+    let mut buf = vec![0u8; 8 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = file.read(&mut buf).with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hasher.finalize()))
 }
 
 /// Reads every tensor of a safetensors file (copies, in their stored dtype, on the CPU).

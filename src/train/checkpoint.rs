@@ -150,8 +150,9 @@ pub fn verify(dir: &Path) -> Result<TrainState> {
     }
     for f in &state.files {
         let path = dir.join(&f.name);
-        let bytes = std::fs::read(&path).with_context(|| format!("{}: missing", path.display()))?;
-        if bytes.len() as u64 != f.bytes || crc32fast::hash(&bytes) != f.crc32 {
+        let (bytes, crc32) =
+            crate::model::weights::file_crc32(&path).with_context(|| format!("{}: missing", path.display()))?;
+        if bytes != f.bytes || crc32 != f.crc32 {
             bail!("{}: size or checksum differs from state.json (torn or corrupted)", path.display());
         }
     }

@@ -18,9 +18,7 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool)
         for i in 0..n {
             x = model.layer(i, &x, &rope, &batch.mask, None);
         }
-        let loss = head_loss(model, &model.final_norm(&x), &batch.targets);
-        (&loss * scale).backward();
-        return loss.double_value(&[]);
+        return head_backward(model, &model.final_norm(&x), &batch.targets, scale);
     }
     let embedded = model.embed(&batch.ids);
     let mut inputs = Vec::with_capacity(n);
@@ -32,8 +30,7 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool)
         }
     });
     let top = x.detach().set_requires_grad(true);
-    let loss = head_loss(model, &model.final_norm(&top), &batch.targets);
-    (&loss * scale).backward();
+    let loss = head_backward(model, &model.final_norm(&top), &batch.targets, scale);
     let mut grad = top.grad();
     for i in (0..n).rev() {
         let input = inputs[i].detach().set_requires_grad(true);
@@ -42,7 +39,42 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool)
         grad = input.grad();
     }
     (embedded * grad.detach()).sum(Kind::Float).backward();
-    loss.double_value(&[])
+    loss
+}
+
+/// Rows of the LM head computed at once: the logits of one chunk (and their gradient) are the
+/// only `[rows, vocab]` tensors alive, 64 MB with a 32k vocabulary instead of the whole batch's.
+const HEAD_CHUNK: i64 = 512;
+
+/// The loss at trained positions and its backward through the head, one chunk of rows at a
+/// time; the gradient for `hidden` is gathered on a detached copy and sent into the trunk once.
+/// Returns the summed (unscaled) loss.
+fn head_backward(model: &Llama, hidden: &Tensor, targets: &Tensor, scale: f64) -> f64 {
+    let (rows, keep) = trained_rows(hidden, targets);
+    let leaf = rows.detach().set_requires_grad(true);
+    let wanted = targets.reshape([-1]).index_select(0, &keep);
+    let mut total = 0.0;
+    let n = leaf.size()[0];
+    let mut start = 0;
+    while start < n {
+        let len = HEAD_CHUNK.min(n - start);
+        let logits = model.lm_head(&leaf.narrow(0, start, len)).to_kind(Kind::Float);
+        let loss = logits.cross_entropy_loss::<Tensor>(&wanted.narrow(0, start, len), None, Reduction::Sum, -100, 0.0);
+        (&loss * scale).backward();
+        total += loss.double_value(&[]);
+        start += len;
+    }
+    if n > 0 {
+        (rows * leaf.grad().detach()).sum(Kind::Float).backward();
+    }
+    total
+}
+
+/// The hidden rows `[n, hidden]` whose next-token target is trained, and their flat indices.
+fn trained_rows(hidden: &Tensor, targets: &Tensor) -> (Tensor, Tensor) {
+    let h = hidden.size()[2];
+    let keep = targets.reshape([-1]).ne(crate::data::encode::IGNORE).nonzero().squeeze_dim(1);
+    (hidden.reshape([-1, h]).index_select(0, &keep), keep)
 }
 
 fn out_kind(x: &Tensor) -> Kind {
@@ -53,12 +85,21 @@ fn out_kind(x: &Tensor) -> Kind {
     }
 }
 
-/// Summed cross-entropy of the targets that are not ignored; logits only for those rows.
+/// Summed cross-entropy of the targets that are not ignored (no gradients: evaluation).
 pub fn head_loss(model: &Llama, hidden: &Tensor, targets: &Tensor) -> Tensor {
-    let h = hidden.size()[2];
-    let flat_targets = targets.reshape([-1]);
-    let keep = flat_targets.ne(crate::data::encode::IGNORE).nonzero().squeeze_dim(1);
-    let rows = hidden.reshape([-1, h]).index_select(0, &keep);
-    let logits = model.lm_head(&rows).to_kind(Kind::Float);
-    logits.cross_entropy_loss::<Tensor>(&flat_targets.index_select(0, &keep), None, Reduction::Sum, -100, 0.0)
+    let (rows, keep) = trained_rows(hidden, targets);
+    let wanted = targets.reshape([-1]).index_select(0, &keep);
+    let sums: Vec<Tensor> = rows
+        .split(HEAD_CHUNK, 0)
+        .iter()
+        .zip(wanted.split(HEAD_CHUNK, 0))
+        .map(|(r, t)| {
+            model.lm_head(r).to_kind(Kind::Float).cross_entropy_loss::<Tensor>(&t, None, Reduction::Sum, -100, 0.0)
+        })
+        .collect();
+    if sums.is_empty() {
+        Tensor::zeros([], (Kind::Float, hidden.device()))
+    } else {
+        Tensor::stack(&sums, 0).sum(Kind::Float)
+    }
 }
