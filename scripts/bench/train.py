@@ -4,7 +4,7 @@ on CPU in fp32 with the same thread count, plus model FLOPs utilisation against 
 
 Usage: train.py VICUNA_BINARY MODEL_DIR WORK_DIR        (WORK_DIR holds encoded_512.jsonl and
                                                           encoded_2048.jsonl from `prep encode`)
-       train.py --hf MODEL_DIR SAMPLES.jsonl BATCH STEPS CHECKPOINTING OUT.json   (one transformers
+       train.py --hf MODEL_DIR SAMPLES.jsonl BATCH STEPS CHECKPOINTING OUT.jsonl   (one transformers
                                                           run; the first form starts these)
 The transformers side is the loop FastChat's trainer runs: LlamaForCausalLM (sdpa attention),
 forward with `labels=` (loss over the logits of every position), backward, clip_grad_norm_(1.0),
@@ -14,10 +14,11 @@ every micro-batch is full, unpadded and the same shape; lr 1e-5 constant, no wei
 
 Speed: the median tokens/s of the steps after the first 2 (each side times its own steps: batch,
 forward, backward, clip, optimizer step, zero), in runs nothing samples: measure.py's /proc
-sampling of a process of several GB costs most of a core and holds its memory map's lock, so it
-would slow the runs it watches. Memory: the peak PSS of the whole process, sampled by measure.py
-in a short run of its own per configuration (vicuna's includes its checkpoint and export at the
-end), and the kernel's exact peak RSS (VmHWM) after the last step of the speed run.
+sampling (smaps_rollup every 10 ms) of a process of a few GB takes over half a core, which on 2
+cores would slow the runs it watches. Memory: in a short run of its own per configuration, the peak
+PSS of the process tree while training (sampled with measure.py's functions every 10 ms until the
+last step's record is written; vicuna's peak including the checkpoint and export it writes at
+the end is shown too) and the kernel's exact peak RSS (VmHWM) after the last step.
 MFU = tokens/s * model FLOPs per token / peak, with model FLOPs per token = 6 N + 12 L T d:
 N the parameters that take part in matmuls (all but the input embedding: layers, norms, LM head),
 12 L T d the attention scores and values (forward and backward, PaLM's convention, not halved for
@@ -33,6 +34,9 @@ import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import measure  # noqa: E402  (its /proc sampling of a process tree)
+
 THREADS = int(os.environ.get("THREADS", "2"))
 STEPS = int(os.environ.get("STEPS", "8"))
 MEM_STEPS = int(os.environ.get("MEM_STEPS", "3"))
@@ -41,7 +45,6 @@ LONG_BATCH = int(os.environ.get("LONG_BATCH", "1"))
 WARMUP = 2
 BATCH, LENGTH, LONG = 4, 512, 2048
 LR = 1e-5
-HERE = os.path.dirname(os.path.abspath(__file__))
 ENV = dict(os.environ, OMP_NUM_THREADS=str(THREADS), MKL_NUM_THREADS=str(THREADS))
 
 
@@ -52,7 +55,7 @@ def hwm_bytes():
 
 
 def hf_worker(model_dir, data, batch, steps, checkpointing, out):
-    """One transformers run; writes one record per optimizer step, in vicuna's metrics keys."""
+    """One transformers run; appends one JSON line per optimizer step, in vicuna's metrics keys."""
     torch.set_num_threads(THREADS)
     from transformers import LlamaForCausalLM
 
@@ -64,28 +67,47 @@ def hf_worker(model_dir, data, batch, steps, checkpointing, out):
     optimizer = torch.optim.AdamW(model.parameters(), lr=LR, weight_decay=0.0)
     with open(data) as f:
         samples = [json.loads(line) for line in f]
-    records = []
-    for step in range(steps):
-        micro = samples[step * batch:(step + 1) * batch]
-        start = time.perf_counter()
-        ids = torch.tensor([s["input_ids"] for s in micro])
-        labels = torch.tensor([s["labels"] for s in micro])
-        loss = model(input_ids=ids, labels=labels).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        optimizer.zero_grad()
-        seconds = time.perf_counter() - start
-        records.append({"step": step + 1, "loss": loss.item(), "tokens": ids.numel(),
-                        "tokens_per_second": ids.numel() / seconds, "peak_memory_bytes": hwm_bytes()})
-    with open(out, "w") as f:
-        json.dump(records, f)
+    with open(out, "w") as log:
+        for step in range(steps):
+            micro = samples[step * batch:(step + 1) * batch]
+            start = time.perf_counter()
+            ids = torch.tensor([s["input_ids"] for s in micro])
+            labels = torch.tensor([s["labels"] for s in micro])
+            loss = model(input_ids=ids, labels=labels).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            optimizer.zero_grad()
+            seconds = time.perf_counter() - start
+            log.write(json.dumps({"step": step + 1, "loss": loss.item(), "tokens": ids.numel(),
+                                  "tokens_per_second": ids.numel() / seconds,
+                                  "peak_memory_bytes": hwm_bytes()}) + "\n")
+            log.flush()
 
 
-def measure(label, cmd):
-    out = subprocess.run([sys.executable, os.path.join(HERE, "measure.py"), label, "--"] + cmd,
-                         check=True, capture_output=True, text=True, env=ENV).stdout
-    return json.loads(out)
+def sampled(cmd, records, steps, log):
+    """Runs `cmd`, sampling the PSS of its process tree every 10 ms as measure.py does (its own
+    functions); returns the peak while training (until the last step's record is written) and
+    the peak of the whole process (for vicuna, also its checkpoint and export at the end), in MB."""
+    with open(log, "w") as err:
+        proc = subprocess.Popen(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        training = whole = 0
+        while proc.poll() is None:
+            done = lines(records) >= steps  # before the sample: a sample before the record is training
+            pss = sum(measure.memory(p)[0] for p in measure.tree(proc.pid))
+            whole = max(whole, pss)
+            if not done:
+                training = max(training, pss)
+            time.sleep(0.01)
+    return proc.returncode, training / 2**20, whole / 2**20
+
+
+def lines(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read().count(b"\n")
+    except OSError:
+        return 0
 
 
 def subset(work, length, count):
@@ -109,8 +131,8 @@ def subset(work, length, count):
 
 
 def run(side, binary, model, work, length, batch, steps, checkpointing, monitored):
-    """Trains `steps` steps in a process of its own (under measure.py when `monitored`); returns
-    the median tokens/s after warm-up, the process's peak PSS (monitored runs) and its VmHWM."""
+    """Trains `steps` steps in a process of its own, its memory sampled when `monitored`; returns
+    the median tokens/s after warm-up, peak PSS (monitored runs only) and VmHWM after the last step."""
     data = subset(work, length, batch * steps)
     label = f"{side}-{batch}x{length}-{'ckpt' if checkpointing else 'nockpt'}"
     if side == "vicuna":
@@ -122,27 +144,36 @@ def run(side, binary, model, work, length, batch, steps, checkpointing, monitore
                "--group-by-length", "false", "--packing", "false", "--learning-rate", str(LR),
                "--warmup-ratio", "0", "--lr-schedule", "constant", "--weight-decay", "0",
                "--save-interval", "100000", "--keep-checkpoints", "1", "--seed", "0"]
-        out = os.path.join(out_dir, "metrics.jsonl")
+        records = os.path.join(out_dir, "metrics.jsonl")
     else:
-        out = os.path.join(work, label + ".json")
+        records = os.path.join(work, label + ".jsonl")
+        if os.path.exists(records):
+            os.remove(records)
         cmd = [sys.executable, os.path.abspath(__file__), "--hf", model, data, str(batch), str(steps),
-               str(int(checkpointing)), out]
+               str(int(checkpointing)), records]
+    log = os.path.join(work, label + ".log")
     if monitored:
-        pss = measure(label, cmd)["peak_pss_mb"]
+        rc, training, whole = sampled(cmd, records, steps, log)
     else:
-        pss = None
-        done = subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        if done.returncode != 0:
-            sys.exit(f"{label} failed ({done.returncode}):\n{done.stderr}")
-    with open(out) as f:
-        records = [json.loads(line) for line in f] if side == "vicuna" else json.load(f)
-    assert len(records) == steps and all(r["tokens"] == batch * length for r in records), label
-    timed = records[WARMUP:] if len(records) > WARMUP else records
+        with open(log, "w") as err:
+            rc = subprocess.run(cmd, env=ENV, stdout=subprocess.DEVNULL, stderr=err).returncode
+        training = whole = None
+    if rc != 0:
+        with open(log) as f:
+            sys.exit(f"{label} failed ({rc}):\n{f.read()[-4000:]}")
+    with open(records) as f:
+        steps_done = [json.loads(line) for line in f]
+    if side == "vicuna":  # its checkpoint and exported model (about 1 GB) are not needed
+        shutil.rmtree(os.path.join(out_dir, "checkpoints"), ignore_errors=True)
+        shutil.rmtree(os.path.join(out_dir, "final"), ignore_errors=True)
+    assert len(steps_done) == steps and all(r["tokens"] == batch * length for r in steps_done), label
+    timed = steps_done[WARMUP:] if len(steps_done) > WARMUP else steps_done
     return {
         "tokens_per_second": statistics.median(r["tokens_per_second"] for r in timed),
-        "pss_mb": pss,
-        "hwm_mb": records[-1]["peak_memory_bytes"] / 2**20,
-        "loss": (records[0]["loss"], records[-1]["loss"]),
+        "pss_mb": training,
+        "whole_mb": whole,
+        "hwm_mb": steps_done[-1]["peak_memory_bytes"] / 2**20,
+        "loss": (steps_done[0]["loss"], steps_done[-1]["loss"]),
     }
 
 
@@ -187,43 +218,52 @@ def main():
     print(f"fp32 matmul peak (torch, n=2048, {THREADS} threads): {peak:.1f} GFLOP/s")
     print(f"model FLOPs per token at {LENGTH}: 6N + 12LTd = {fpt / 1e6:.0f} MFLOP "
           f"(attention {100 * (fpt - 6 * n) / fpt:.0f}%; recomputation not counted)")
+    with open(subset(work, LENGTH, BATCH * STEPS)) as f:
+        labels = [json.loads(line)["labels"] for line in f]
+    trained = sum(l != -100 for row in labels for l in row) / sum(len(row) for row in labels)
+    print(f"data: {len(labels)} samples of {LENGTH} tokens, {100 * trained:.0f}% of positions trained (assistant "
+          f"tokens); vicuna runs the LM head on those rows only, transformers on all (the MFU counts all for both)")
     mfu = lambda tps: 100 * tps * fpt / (peak * 1e9)
-    speed, memory = {}, {}
+    speed, mem = {}, {}
     for ckpt in (False, True):
         for side in ("vicuna", "transformers"):
             speed[side, ckpt] = run(side, binary, model, work, LENGTH, BATCH, STEPS, ckpt, monitored=False)
     for ckpt in (False, True):
         for side in ("vicuna", "transformers"):
-            memory[side, ckpt] = run(side, binary, model, work, LENGTH, BATCH, MEM_STEPS, ckpt, monitored=True)
+            mem[side, ckpt] = run(side, binary, model, work, LENGTH, BATCH, MEM_STEPS, ckpt, monitored=True)
     on_off = lambda ckpt: "on" if ckpt else "off"
-    print(f"\n{BATCH} x {LENGTH} tokens, fp32: tokens/s = median of steps {WARMUP + 1}-{STEPS} of a {STEPS}-step run "
+    loss = lambda r: f"{r['loss'][0]:.3f}->{r['loss'][1]:.3f}"
+    timed = f"steps {WARMUP + 1}-{STEPS}" if STEPS > WARMUP else "all steps"
+    print(f"\n{BATCH} x {LENGTH} tokens, fp32: tokens/s = median of {timed} of a {STEPS}-step run "
           f"(speed = vicuna / transformers)")
     print(f"{'checkpointing':<14}{'vicuna tok/s':>13}{'hf tok/s':>10}{'speed':>8}{'MFU vicuna':>12}{'MFU hf':>8}"
           f"{'loss vicuna':>16}{'loss hf':>16}")
     for ckpt in (False, True):
         v, h = speed["vicuna", ckpt], speed["transformers", ckpt]
-        loss = lambda r: f"{r['loss'][0]:.3f}->{r['loss'][1]:.3f}"
         print(f"{on_off(ckpt):<14}{v['tokens_per_second']:>13.0f}{h['tokens_per_second']:>10.0f}"
               f"{v['tokens_per_second'] / h['tokens_per_second']:>7.2f}x"
               f"{mfu(v['tokens_per_second']):>11.1f}%{mfu(h['tokens_per_second']):>7.1f}%"
               f"{loss(v):>16}{loss(h):>16}")
-    print(f"\n{BATCH} x {LENGTH} tokens, fp32: peak memory in MB; PSS = peak PSS of the process tree (measure.py, "
-          f"a {MEM_STEPS}-step run of its own), HWM = VmHWM after the last step of the {STEPS}-step run "
-          f"(memory = vicuna / transformers)")
-    print(f"{'checkpointing':<14}{'vicuna PSS':>11}{'hf PSS':>8}{'memory':>8}{'vicuna HWM':>12}{'hf HWM':>8}{'memory':>8}")
+    print(f"\n{BATCH} x {LENGTH} tokens, fp32: peak memory in MB while training ({MEM_STEPS}-step runs of their own): "
+          f"PSS of the process tree sampled as measure.py does, and VmHWM after the last step "
+          f"(memory = vicuna / transformers); last column: vicuna's PSS including its checkpoint and export at the end")
+    print(f"{'checkpointing':<14}{'vicuna PSS':>11}{'hf PSS':>8}{'memory':>8}{'vicuna HWM':>12}{'hf HWM':>8}{'memory':>8}"
+          f"{'vicuna PSS with save':>22}")
     for ckpt in (False, True):
-        v, h = memory["vicuna", ckpt], memory["transformers", ckpt]
-        vs, hs = speed["vicuna", ckpt], speed["transformers", ckpt]
+        v, h = mem["vicuna", ckpt], mem["transformers", ckpt]
         print(f"{on_off(ckpt):<14}{v['pss_mb']:>11.0f}{h['pss_mb']:>8.0f}{v['pss_mb'] / h['pss_mb']:>7.2f}x"
-              f"{vs['hwm_mb']:>12.0f}{hs['hwm_mb']:>8.0f}{vs['hwm_mb'] / hs['hwm_mb']:>7.2f}x")
+              f"{v['hwm_mb']:>12.0f}{h['hwm_mb']:>8.0f}{v['hwm_mb'] / h['hwm_mb']:>7.2f}x{v['whole_mb']:>22.0f}")
 
-    print(f"\n{LONG_BATCH} x {LONG} tokens, fp32, {LONG_STEPS}-step runs: peak memory with checkpointing / without "
-          f"(PSS, and VmHWM in brackets)")
+    print(f"\n{LONG_BATCH} x {LONG} tokens, fp32, {LONG_STEPS}-step runs: peak memory while training with "
+          f"checkpointing / without (PSS sampled as measure.py does; VmHWM in brackets)")
     for side in ("vicuna", "transformers"):
         on = run(side, binary, model, work, LONG, LONG_BATCH, LONG_STEPS, True, monitored=True)
         off = run(side, binary, model, work, LONG, LONG_BATCH, LONG_STEPS, False, monitored=True)
+        extra = (f"; including the checkpoint and export at the end {on['whole_mb']:.0f} and {off['whole_mb']:.0f} MB"
+                 if side == "vicuna" else "")
         print(f"{side:>12}: checkpointing {on['pss_mb']:.0f} MB ({on['hwm_mb']:.0f}), without {off['pss_mb']:.0f} MB "
-              f"({off['hwm_mb']:.0f}), ratio {on['pss_mb'] / off['pss_mb']:.2f} ({on['hwm_mb'] / off['hwm_mb']:.2f})")
+              f"({off['hwm_mb']:.0f}), ratio {on['pss_mb'] / off['pss_mb']:.2f} ({on['hwm_mb'] / off['hwm_mb']:.2f})"
+              f"{extra}")
 
 if __name__ == "__main__":
     main()

@@ -4,25 +4,22 @@
 # vocabulary, fp32, 2 threads, on real chat data encoded once for both sides (the large benchmark
 # corpus, `vicuna prep clean`, `vicuna prep encode --template vicuna_v1.1`, only samples of exactly
 # the context length so every micro-batch is full and unpadded):
-#   1. micro-batch 4 x 512 tokens, gradient checkpointing off and on: tokens/s, peak memory (PSS of
-#      the whole process), ratios, and model FLOPs utilisation against a measured fp32 matmul peak;
-#   2. micro-batch 1 x 2048 tokens, checkpointing off and on: peak memory and its ratio.
+#   1. micro-batch 4 x 512 tokens, gradient checkpointing off and on: tokens/s, peak memory, the
+#      ratios, and model FLOPs utilisation against a measured fp32 matmul peak;
+#   2. micro-batch 1 x 2048 tokens, checkpointing on and off: peak memory and its ratio.
+# Peak memory is the PSS of the process tree sampled as measure.py does, and the kernel's VmHWM;
+# speed comes from runs of their own that nothing samples (train.py says why).
 #   scripts/bench/train.sh [WORK_DIR]      (needs ../shared beside the project root)
-# Knobs (environment): STEPS (optimizer steps per 512-token run, default 8: 2 warm-up + 6 timed),
-# MEM_STEPS (steps of the 512-token runs under measure.py, default 3), LONG_STEPS (steps per
-# 2048-token run, default 3), LONG_BATCH (micro-batch at 2048, default 1),
-# THREADS (default 2). Each configuration runs in its own process; about 8 minutes on 2 cores.
+# Knobs (environment): STEPS (steps of each 512-token speed run, default 8: 2 warm-up + 6 timed),
+# MEM_STEPS (steps of each 512-token memory run, default 3), LONG_STEPS (steps of each 2048-token
+# run, default 3), LONG_BATCH (micro-batch at 2048, default 1), THREADS (default 2). Every
+# configuration runs in a process of its own; about 7 minutes on a quiet 2-core machine.
 set -euo pipefail
-root=$(cd "$(dirname "$0")/../.." && pwd)
-shared=${SHARED:-$root/../shared}
-work=${1:-$root/out/bench}
+source "$(dirname "$0")/common.sh" "${1:-}"
+ensure_corpus
+ensure_vicuna
+make -C "$root" --no-print-directory tokenizers >/dev/null 2>&1
 mkdir -p "$work/train"
-corpus=$work/corpus
-if [ ! -f "$corpus/sharegpt_raw.json" ]; then
-  bash "$shared/tools/make_bench_corpus.sh" "$corpus" 1
-fi
-make -C "$root" --no-print-directory build tokenizers >/dev/null 2>&1
-vicuna=$root/target/release/vicuna
 tok=$root/.cache/tokenizers/llama2
 model=$work/small-llama2
 if [ ! -f "$model/config.json" ]; then
