@@ -49,6 +49,15 @@ pub struct Outcome {
 /// Runs the recipe.
 pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     preempt::install()?;
+    // Tensors of 4 MiB and more (activations, logits, gradients) are mapped and unmapped on their
+    // own instead of coming from glibc's heap, whose dynamic threshold otherwise keeps freed
+    // activations resident: the peak drops by a third (1.4 GB instead of 2.2 GB with gradient
+    // checkpointing at 2 x 2048 tokens on the 8x512 model) for a few percent of speed.
+    #[cfg(target_env = "gnu")]
+    // SAFETY: mallopt only changes an allocator setting; called before the run allocates.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 4 << 20);
+    }
     let device = parse_device(&cfg.device)?;
     let kind = cfg.dtype.kind();
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
