@@ -155,26 +155,6 @@ impl Tokenizer {
         self.inner.get_added_vocabulary().get_added_tokens_decoder().values().any(|t| t.special && t.content == text)
     }
 
-    /// The special added tokens, longest first (templates look for them after assistant turns).
-    pub fn special_tokens(&self) -> Vec<String> {
-        let mut v: Vec<String> = self
-            .inner
-            .get_added_vocabulary()
-            .get_added_tokens_decoder()
-            .values()
-            .filter(|t| t.special)
-            .map(|t| t.content.clone())
-            .collect();
-        v.sort_by(|a, b| b.len().cmp(&a.len()).then(a.cmp(b)));
-        v
-    }
-
-    /// Whether `encode` takes the fast path (a Llama-2-style tokenizer, and
-    /// `VICUNA_NO_FAST_TOKENIZER` unset).
-    pub fn is_fast(&self) -> bool {
-        self.fast.is_some()
-    }
-
     /// The underlying `tokenizers` object, for the fast encoder's equality checks.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
