@@ -155,6 +155,12 @@ impl Tokenizer {
         self.inner.get_added_vocabulary().get_added_tokens_decoder().values().any(|t| t.special && t.content == text)
     }
 
+    /// Whether `encode` takes the fast path (a Llama-2-style tokenizer, and
+    /// `VICUNA_NO_FAST_TOKENIZER` unset).
+    pub fn is_fast(&self) -> bool {
+        self.fast.is_some()
+    }
+
     /// The underlying `tokenizers` object, for the fast encoder's equality checks.
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
