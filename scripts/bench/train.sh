@@ -12,7 +12,7 @@
 #   scripts/bench/train.sh [WORK_DIR]      (needs ../shared beside the project root)
 # Knobs (environment): STEPS (steps of each 512-token speed run, default 8: 2 warm-up + 6 timed),
 # MEM_STEPS (steps of each 512-token memory run, default 3), LONG_STEPS (steps of each 2048-token
-# run, default 3), LONG_BATCH (micro-batch at 2048, default 1), THREADS (default 2). Every
+# run, default 3), LONG_BATCH (micro-batch at 2048, default 2, as the 7B recipe), THREADS (default 2). Every
 # configuration runs in a process of its own; about 7 minutes on a quiet 2-core machine.
 set -euo pipefail
 source "$(dirname "$0")/common.sh" "${1:-}"
