@@ -32,19 +32,7 @@ fn answer(model: &std::path::Path, questions: &str, out: &std::path::Path, id: &
 fn answer_judge_and_report_over_http() {
     let s = Scratch::new();
     let judge_model = tiny_model(&s);
-    let other = s.path("other");
-    ok(&[
-        "model",
-        "init",
-        "--preset",
-        "tiny",
-        "--tokenizer",
-        tiny_tokenizer().to_str().unwrap(),
-        "-o",
-        other.to_str().unwrap(),
-        "--seed",
-        "9",
-    ]);
+    let other = tiny_model_named(&s, "other", 9);
     let served = Served::start(&judge_model, &["--default-max-tokens", "8"]);
 
     // Answers in FastChat's format, two turns for MT-bench questions.

@@ -131,10 +131,16 @@ pub fn llama_fixtures() -> PathBuf {
     dir
 }
 
-/// A tiny model (tiny tokenizer, `model init --preset tiny`) in `s`, for training tests.
+/// A tiny model (tiny tokenizer, `model init --preset tiny`, seed 1) in `s`, for training tests.
 pub fn tiny_model(s: &Scratch) -> PathBuf {
-    let dir = s.path("model");
+    tiny_model_named(s, "model", 1)
+}
+
+/// A tiny model named `name` in `s`, with random weights from `seed`.
+pub fn tiny_model_named(s: &Scratch, name: &str, seed: u64) -> PathBuf {
+    let dir = s.path(name);
     if !dir.join("config.json").exists() {
+        let seed = seed.to_string();
         ok(&[
             "model",
             "init",
@@ -145,7 +151,7 @@ pub fn tiny_model(s: &Scratch) -> PathBuf {
             "-o",
             dir.to_str().unwrap(),
             "--seed",
-            "1",
+            &seed,
         ]);
     }
     dir
