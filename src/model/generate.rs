@@ -58,10 +58,7 @@ pub fn generate(
     let longest = *lens.iter().max().expect("non-empty");
     let padded = lens.iter().any(|&l| l != longest);
     let capacity = longest + sampling.max_new_tokens as i64;
-    if capacity > model.config.max_position_embeddings as i64
-        && !padded
-        && longest > model.config.max_position_embeddings as i64
-    {
+    if !padded && longest > model.config.max_position_embeddings as i64 {
         bail!("prompt of {longest} tokens exceeds max_position_embeddings {}", model.config.max_position_embeddings);
     }
     // Left padding: row r's tokens sit at the end of the first `longest` slots.

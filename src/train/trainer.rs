@@ -119,6 +119,9 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     let named = |ts: &[Tensor], prefix: &str| -> Vec<(String, Tensor)> {
         names.iter().zip(ts).map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect()
     };
+    // AdamW moments under the names checkpoints store them with.
+    let moments_of =
+        |o: &AdamW| -> Vec<(String, Tensor)> { named(&o.m, "m.").into_iter().chain(named(&o.v, "v.")).collect() };
     let from = match resume {
         Resume::No => {
             if checkpoint::latest(&root)?.is_some() {
@@ -134,15 +137,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     };
     if let Some((dir, saved)) = from {
         checkpoint::check_resume_key(&saved.resume_key, &state.resume_key)?;
-        let moments: Vec<(String, Tensor)> =
-            named(&optimizer.m, "m.").into_iter().chain(named(&optimizer.v, "v.")).collect();
+        let moments = moments_of(&optimizer);
         checkpoint::restore(&dir, &named(&masters, ""), &moments)?;
         if mixed {
-            tch::no_grad(|| {
-                params.iter().zip(&masters).for_each(|(p, m)| {
-                    let _ = p.shallow_clone().copy_(m);
-                })
-            });
+            copy_masters(&params, &masters);
         }
         optimizer.steps = saved.optimizer_steps;
         eprintln!("resuming from {} (step {} of {total_steps})", dir.display(), saved.step);
@@ -159,8 +157,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     let mut epoch_order = (usize::MAX, Vec::new());
     let mut saved_at = None;
     let save = |state: &TrainState, optimizer: &AdamW| -> Result<PathBuf> {
-        let moments: Vec<(String, Tensor)> =
-            named(&optimizer.m, "m.").into_iter().chain(named(&optimizer.v, "v.")).collect();
+        let moments = moments_of(optimizer);
         let state = TrainState { optimizer_steps: optimizer.steps, ..state.clone() };
         checkpoint::save(&root, &state, &named(&masters, ""), &moments, cfg.keep_checkpoints)
     };
@@ -220,11 +217,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
             p.shallow_clone().zero_grad();
         }
         if mixed {
-            tch::no_grad(|| {
-                params.iter().zip(&masters).for_each(|(p, m)| {
-                    let _ = p.shallow_clone().copy_(m);
-                })
-            });
+            copy_masters(&params, &masters);
         }
         let loss = loss_sum / trained.max(1) as f64;
         last_loss = Some(loss);
@@ -282,6 +275,15 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         checkpoint: saved_at,
         exported: Some(exported),
     })
+}
+
+/// Writes the fp32 masters into the (bf16/fp16) model weights after an update or a restore.
+fn copy_masters(params: &[Tensor], masters: &[Tensor]) {
+    tch::no_grad(|| {
+        for (p, m) in params.iter().zip(masters) {
+            let _ = p.shallow_clone().copy_(m);
+        }
+    });
 }
 
 fn make_batch(samples: &[&Sample], cfg: &TrainConfig, pad_id: u32, device: Device) -> Batch {
