@@ -1,19 +1,29 @@
 //! The model against `transformers` 5.23 (`LlamaForCausalLM`, fp32, CPU): for tiny random
 //! checkpoints in both config key styles, with grouped-query attention, tied embeddings, explicit
 //! head_dim, linear and llama3 rope scaling, and a sharded checkpoint, logits agree within 1e-4,
-//! rotary frequencies agree, and 32 greedy tokens are identical, unbatched and left-padded batched.
+//! rotary frequencies agree, and 32 greedy tokens are identical, unbatched and left-padded batched;
+//! both as trained (ATen products, separate projections) and as generation runs it
+//! (`prepare_for_inference`: stacked projections, oneDNN products).
 mod common;
 use common::*;
 use tch::{Device, Kind, Tensor};
 use vicuna::model::generate::{generate, Sampling, Stops};
 use vicuna::model::llama::inv_freq;
-use vicuna::model::weights::load_model;
+use vicuna::model::weights::{load_model, Loaded};
 
 const CONFIGS: [&str; 7] = ["classic_mha", "tf5_gqa", "tied", "llama3_rope", "linear_rope", "head_dim", "sharded"];
 
 fn reference(name: &str) -> serde_json::Value {
     let path = llama_fixtures().join(name).join("reference.json");
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The checkpoint as trained and as generation prepares it.
+fn both_ways(name: &str) -> [(&'static str, Loaded); 2] {
+    let dir = llama_fixtures().join(name);
+    let mut inference = load_model(&dir, Kind::Float, Device::Cpu).unwrap();
+    inference.model.prepare_for_inference();
+    [("training", load_model(&dir, Kind::Float, Device::Cpu).unwrap()), ("inference", inference)]
 }
 
 fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
@@ -24,15 +34,20 @@ fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
 fn logits_match_transformers_within_1e_4() {
     for name in CONFIGS {
         let r = reference(name);
-        let model = load_model(&llama_fixtures().join(name), Kind::Float, Device::Cpu).unwrap();
         let input = ids(&r["input_ids"]);
         let flat: Vec<i64> = input.iter().flatten().map(|&x| i64::from(x)).collect();
         let t = Tensor::from_slice(&flat).view([input.len() as i64, input[0].len() as i64]);
-        let logits = tch::no_grad(|| model.forward(&t));
         let want: Vec<Vec<Vec<f32>>> = serde_json::from_value(r["logits"].clone()).unwrap();
-        let want = Tensor::from_slice(&want.concat().concat()).view(logits.size().as_slice());
-        let diff = (&logits - &want).abs().max().double_value(&[]);
-        assert!(diff < 1e-4, "{name}: max |logit difference| {diff:e} (max |logit| {})", r["max_abs_logit"]);
+        for (way, model) in both_ways(name) {
+            let logits = tch::no_grad(|| model.forward(&t));
+            let want = Tensor::from_slice(&want.concat().concat()).view(logits.size().as_slice());
+            let diff = (&logits - &want).abs().max().double_value(&[]);
+            assert!(
+                diff < 1e-4,
+                "{name} ({way}): max |logit difference| {diff:e} (max |logit| {})",
+                r["max_abs_logit"]
+            );
+        }
     }
 }
 
@@ -56,14 +71,15 @@ fn greedy_continuations_match_transformers() {
     let decode = |_: &[u32]| -> anyhow::Result<String> { Ok(String::new()) };
     for name in CONFIGS {
         let r = reference(name);
-        let model = load_model(&llama_fixtures().join(name), Kind::Float, Device::Cpu).unwrap();
         let prompt: Vec<u32> = serde_json::from_value(r["greedy_prompt"].clone()).unwrap();
         let want: Vec<u32> = serde_json::from_value(r["greedy"].clone()).unwrap();
-        let got = generate(&model, &[prompt], &sampling, &Stops::default(), &decode, &mut |_, _| {}).unwrap();
-        assert_eq!(got[0], want, "{name}: greedy tokens");
         let prompts = ids(&r["greedy_batch_prompts"]);
-        let want = ids(&r["greedy_batch"]);
-        let got = generate(&model, &prompts, &sampling, &Stops::default(), &decode, &mut |_, _| {}).unwrap();
-        assert_eq!(got, want, "{name}: left-padded batched greedy tokens");
+        let want_batch = ids(&r["greedy_batch"]);
+        for (way, model) in both_ways(name) {
+            let got = generate(&model, &[prompt.clone()], &sampling, &Stops::default(), &decode, &mut |_, _| {});
+            assert_eq!(got.unwrap()[0], want, "{name} ({way}): greedy tokens");
+            let got = generate(&model, &prompts, &sampling, &Stops::default(), &decode, &mut |_, _| {}).unwrap();
+            assert_eq!(got, want_batch, "{name} ({way}): left-padded batched greedy tokens");
+        }
     }
 }

@@ -30,7 +30,8 @@ impl Engine {
     pub fn load(dir: &Path, template: Option<TemplateName>, device: Device, kind: Kind) -> Result<Engine> {
         let tokenizer = Tokenizer::load(dir, &SpecialOverrides::default())?;
         let template = template.map(|t| Template::new(t, &tokenizer)).transpose()?;
-        let model = load_model(dir, kind, device)?;
+        let mut model = load_model(dir, kind, device)?;
+        model.model.prepare_for_inference();
         Ok(Engine { model, tokenizer, template })
     }
 
