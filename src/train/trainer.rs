@@ -49,16 +49,6 @@ pub struct Outcome {
 /// Runs the recipe.
 pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     preempt::install()?;
-    // Tensors of 32 MiB and more (logit chunks, long-context activations) are mapped and unmapped
-    // on their own instead of coming from glibc's heap, whose dynamic threshold otherwise keeps
-    // freed blocks resident. Measured on the 8x512 model (2 x 2048 tokens, checkpointing): peak
-    // 2.0 GB instead of 2.2 GB, at full speed. A 4 MiB threshold saves more (1.4 GB) but costs a
-    // quarter of the speed with checkpointing (fresh zeroed pages on every activation).
-    #[cfg(target_env = "gnu")]
-    // SAFETY: mallopt only changes an allocator setting; called before the run allocates.
-    unsafe {
-        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
-    }
     let device = parse_device(&cfg.device)?;
     let kind = cfg.dtype.kind();
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
