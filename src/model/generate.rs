@@ -93,20 +93,26 @@ pub fn generate(
     let mut done = vec![false; prompts.len()];
     let _guard = tch::no_grad_guard();
     let hidden = model.hidden(&ids, &pos, &prefill_mask, Some(&mut cache));
-    let mut logits = model
-        .lm_head(&hidden.narrow(1, longest - 1, 1))
-        .squeeze_dim(1)
-        .to_kind(Kind::Float)
-        .to_device(tch::Device::Cpu);
+    let mut logits = model.lm_head(&hidden.narrow(1, longest - 1, 1)).squeeze_dim(1);
+    // Plain greedy decoding takes the argmax where the logits are: one id per row crosses to the
+    // host instead of a row of vocabulary size (same first-maximum rule as `argmax` below).
+    let greedy = sampling.temperature <= 0.0 && sampling.repetition_penalty == 1.0;
     for step in 0..sampling.max_new_tokens as i64 {
+        let (picks, rows) = if greedy {
+            (Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))?, Tensor::new())
+        } else {
+            (Vec::new(), logits.to_kind(Kind::Float).to_device(tch::Device::Cpu))
+        };
         let mut next = Vec::with_capacity(prompts.len());
         for r in 0..prompts.len() {
             if done[r] {
                 next.push(0i64);
                 continue;
             }
-            let row: Vec<f32> = Vec::<f32>::try_from(logits.get(r as i64))?;
-            let id = choose(row, &seen[r], sampling, &mut rng);
+            let id = match picks.get(r) {
+                Some(&id) => id as u32,
+                None => choose(Vec::<f32>::try_from(rows.get(r as i64))?, &seen[r], sampling, &mut rng),
+            };
             seen[r].push(id);
             if stops.eos_ids.contains(&id) {
                 done[r] = true;
@@ -137,7 +143,7 @@ pub fn generate(
             Mask::All
         };
         let hidden = model.hidden(&ids, &pos, &mask, Some(&mut cache));
-        logits = model.lm_head(&hidden).squeeze_dim(1).to_kind(Kind::Float).to_device(tch::Device::Cpu);
+        logits = model.lm_head(&hidden).squeeze_dim(1);
     }
     Ok(out)
 }
