@@ -52,7 +52,6 @@ pub fn generate(
         bail!("every prompt needs at least one token");
     }
     let device = model.embed_tokens.device();
-    let kind = model.embed_tokens.kind();
     let b = prompts.len() as i64;
     let lens: Vec<i64> = prompts.iter().map(|p| p.len() as i64).collect();
     let longest = *lens.iter().max().expect("non-empty");
@@ -86,7 +85,7 @@ pub fn generate(
     } else {
         Mask::Causal
     };
-    let mut cache = KvCache::new(&model.config, b, capacity, kind, device);
+    let mut cache = KvCache::new(model, b, capacity);
     let mut rng = SplitMix64::new(sampling.seed);
     let mut seen: Vec<Vec<u32>> = prompts.to_vec();
     let mut out: Vec<Vec<u32>> = vec![Vec::new(); prompts.len()];
