@@ -97,20 +97,19 @@ pub fn generate(
     // host instead of a row of vocabulary size (same first-maximum rule as `argmax` below).
     let greedy = sampling.temperature <= 0.0 && sampling.repetition_penalty == 1.0;
     for step in 0..sampling.max_new_tokens as i64 {
-        let (picks, rows) = if greedy {
-            (Vec::<i64>::try_from(logits.argmax(-1, false).to_device(tch::Device::Cpu))?, Tensor::new())
-        } else {
-            (Vec::new(), logits.to_kind(Kind::Float).to_device(tch::Device::Cpu))
-        };
+        // Greedy: `[batch]` chosen ids; otherwise `[batch, vocab]` fp32 logits.
+        let host =
+            if greedy { logits.argmax(-1, false) } else { logits.to_kind(Kind::Float) }.to_device(tch::Device::Cpu);
         let mut next = Vec::with_capacity(prompts.len());
         for r in 0..prompts.len() {
             if done[r] {
                 next.push(0i64);
                 continue;
             }
-            let id = match picks.get(r) {
-                Some(&id) => id as u32,
-                None => choose(Vec::<f32>::try_from(rows.get(r as i64))?, &seen[r], sampling, &mut rng),
+            let id = if greedy {
+                host.int64_value(&[r as i64]) as u32
+            } else {
+                choose(Vec::<f32>::try_from(host.get(r as i64))?, &seen[r], sampling, &mut rng)
             };
             seen[r].push(id);
             if stops.eos_ids.contains(&id) {

@@ -246,24 +246,17 @@ impl Llama {
             ),
         };
         let (q, k, v) = (q.transpose(1, 2), k.transpose(1, 2), v.view([b, t, nkv, hd]).transpose(1, 2));
-        let (k, v) = match cache {
-            None => (k, v),
-            Some(cache) if cache.keys_transposed => {
-                let (keys_t, values) = cache.append(i, &k, &v);
-                if t == 1 {
-                    let out = decode_attention(&q, &keys_t, &values, mask);
-                    return a.o_proj.forward(&out.transpose(1, 2).reshape([b, t, nh * hd]), self.matmul);
+        let out = match cache {
+            None => attend(&q, &k, &v, mask),
+            Some(cache) => {
+                let (keys, values) = cache.append(i, &k, &v);
+                match (cache.keys_transposed, t) {
+                    (true, 1) => decode_attention(&q, &keys, &values, mask),
+                    // Prefill with a transposed cache: SDPA wants keys position-major.
+                    (true, _) => attend(&q, &keys.transpose(2, 3).contiguous(), &values, mask),
+                    (false, _) => attend(&q, &keys, &values, mask),
                 }
-                // Prefill with a transposed cache: SDPA wants keys position-major.
-                (keys_t.transpose(2, 3).contiguous(), values)
             }
-            Some(cache) => cache.append(i, &k, &v),
-        };
-        let gqa = nkv != nh;
-        let out = match mask {
-            Mask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, true, None, gqa),
-            Mask::All => Tensor::scaled_dot_product_attention::<Tensor>(&q, &k, &v, None, 0.0, false, None, gqa),
-            Mask::Explicit(m) => Tensor::scaled_dot_product_attention(&q, &k, &v, Some(m), 0.0, false, None, gqa),
         };
         a.o_proj.forward(&out.transpose(1, 2).reshape([b, t, nh * hd]), self.matmul)
     }
@@ -439,6 +432,17 @@ fn stack(parts: &mut [&mut Linear]) -> Linear {
 
 fn norm(get: &mut dyn FnMut(&str, &[i64]) -> Result<Tensor>, name: &str, hidden: i64, eps: f64) -> Result<RmsNorm> {
     Ok(RmsNorm { weight: get(&format!("{name}.weight"), &[hidden])?, eps })
+}
+
+/// `scaled_dot_product_attention` of `q` `[batch, heads, seq, head_dim]` against `k`, `v`
+/// `[batch, kv_heads, len, head_dim]` under `mask` (grouped-query when the head counts differ).
+fn attend(q: &Tensor, k: &Tensor, v: &Tensor, mask: &Mask) -> Tensor {
+    let gqa = k.size()[1] != q.size()[1];
+    match mask {
+        Mask::Causal => Tensor::scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, true, None, gqa),
+        Mask::All => Tensor::scaled_dot_product_attention::<Tensor>(q, k, v, None, 0.0, false, None, gqa),
+        Mask::Explicit(m) => Tensor::scaled_dot_product_attention(q, k, v, Some(m), 0.0, false, None, gqa),
+    }
 }
 
 /// Attention of one new query per row (`q` `[batch, heads, 1, head_dim]`) against cached keys
