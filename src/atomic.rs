@@ -9,17 +9,25 @@ use std::path::{Path, PathBuf};
 /// Writes `path` through `fill`; the file appears under its name only if `fill` succeeds and the
 /// data is durable. On error the temporary file is removed and `path` is left as it was.
 pub fn write_file<T>(path: &Path, fill: impl FnOnce(&mut BufWriter<File>) -> Result<T>) -> Result<T> {
+    write_via_path(path, |tmp| {
+        let file = File::create(tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let value = fill(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", tmp.display()))?;
+        Ok(value)
+    })
+}
+
+/// Like `write_file`, for writers that take a path (libraries that create the file
+/// themselves): `fill` writes the temporary file it is given, which is then fsynced and renamed.
+pub fn write_via_path<T>(path: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
     let tmp = temp_path(path);
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
     let result = (|| {
-        let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let value = fill(&mut out)?;
-        let file =
-            out.into_inner().map_err(|e| e.into_error()).with_context(|| format!("cannot write {}", tmp.display()))?;
-        file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
+        let value = fill(&tmp)?;
+        File::open(&tmp).and_then(|f| f.sync_all()).with_context(|| format!("cannot sync {}", tmp.display()))?;
         fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
         sync_parent(path);
         Ok(value)

@@ -285,24 +285,13 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(u
             Ok((name.clone(), TensorData { tensor, dtype, shape }))
         })
         .collect::<Result<_>>()?;
-    let tmp = atomic::temp_path(path);
     let metadata = Some(std::collections::HashMap::from([("format".to_string(), "pt".to_string())]));
-    let written = safetensors::serialize_to_file(views, metadata, &tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()));
-    let result = written.and_then(|()| {
-        let (bytes, crc) = file_crc32(&tmp)?;
-        std::fs::File::open(&tmp)
-            .and_then(|f| f.sync_all())
-            .with_context(|| format!("cannot sync {}", tmp.display()))?;
-        std::fs::rename(&tmp, path)
-            .with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
-        atomic::sync_parent(path);
-        Ok((bytes, crc))
-    });
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    atomic::write_via_path(path, |tmp| {
+        safetensors::serialize_to_file(views, metadata, tmp)
+            .with_context(|| format!("cannot write {}", tmp.display()))?;
+        // Read back, so the manifest's checksum is of what reached the file.
+        file_crc32(tmp)
+    })
 }
 
 /// Size and CRC32 of a file, read in 8 MB blocks.
