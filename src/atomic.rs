@@ -1,10 +1,50 @@
 //! Atomic file output: every file a command writes appears whole or not at all. Data goes to a
 //! temporary file beside the target, is flushed and fsynced, then renamed over the target, so an
-//! interrupted or failed run never leaves half-written output (DESIGN.md, "Conventions").
-use anyhow::{Context, Result};
+//! interrupted or failed run never leaves half-written output (DESIGN.md, "Conventions"). Before
+//! anything is written, [`ensure_distinct`] refuses an output that is one of the inputs or another
+//! output, so no command ever replaces the data it reads.
+use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+
+/// Which file a path names: its inode when it exists (hard links, symlinks and `./a` vs an
+/// absolute path all agree), else its absolute path with the parent folder resolved.
+#[derive(Debug, PartialEq, Eq)]
+enum FileId {
+    Inode(u64, u64),
+    Path(PathBuf),
+}
+
+fn file_id(path: &Path) -> FileId {
+    if let Ok(meta) = fs::metadata(path) {
+        return FileId::Inode(meta.dev(), meta.ino());
+    }
+    let parent = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = fs::canonicalize(parent).unwrap_or_else(|_| parent.to_path_buf());
+    FileId::Path(dir.join(path.file_name().unwrap_or_default()))
+}
+
+/// Fails, before anything is written, when an output is the same file as an input or as another
+/// output. `outputs` pairs each path with the flag that names it in messages (`--output`).
+pub fn ensure_distinct(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
+    let input_ids: Vec<FileId> = inputs.iter().map(|p| file_id(p)).collect();
+    let output_ids: Vec<FileId> = outputs.iter().map(|(_, p)| file_id(p)).collect();
+    for (k, ((flag, path), id)) in outputs.iter().zip(&output_ids).enumerate() {
+        if let Some(input) = inputs.iter().zip(&input_ids).find(|(_, i)| *i == id).map(|(p, _)| p) {
+            bail!(
+                "{flag} {} is the input {}: vicuna never overwrites its input; write to another file",
+                path.display(),
+                input.display()
+            );
+        }
+        if let Some((other, _)) = outputs[..k].iter().zip(&output_ids).find(|(_, o)| *o == id).map(|(o, _)| o) {
+            bail!("{flag} {} is the same file as {other}: give each output its own file", path.display());
+        }
+    }
+    Ok(())
+}
 
 /// Writes `path` through `fill`; the file appears under its name only if `fill` succeeds and the
 /// data is durable. On error the temporary file is removed and `path` is left as it was.
@@ -58,5 +98,28 @@ pub fn sync_parent(path: &Path) {
     };
     if let Ok(d) = File::open(dir) {
         let _ = d.sync_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_output_that_is_an_input_or_another_output_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw.json");
+        fs::write(&raw, "[]").unwrap();
+        let dotted = dir.path().join(".").join("raw.json");
+        let err = ensure_distinct(&[&raw], &[("--output", &dotted)]).unwrap_err().to_string();
+        assert!(err.starts_with("--output ") && err.contains("is the input"), "{err}");
+        let link = dir.path().join("link.json");
+        std::os::unix::fs::symlink(&raw, &link).unwrap();
+        assert!(ensure_distinct(&[&raw], &[("--report", &link)]).is_err());
+        let (a, b) = (dir.path().join("x.json"), dir.path().join("sub/../x.json"));
+        fs::create_dir(dir.path().join("sub")).unwrap();
+        let err = ensure_distinct(&[&raw], &[("--train", &a), ("--test", &b)]).unwrap_err().to_string();
+        assert!(err.contains("--test") && err.contains("same file as --train"), "{err}");
+        ensure_distinct(&[&raw], &[("--train", &a), ("--test", &dir.path().join("y.json"))]).unwrap();
     }
 }

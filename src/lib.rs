@@ -4,5 +4,6 @@
 pub mod atomic;
 pub mod data;
 pub mod eval;
+pub mod lock;
 pub mod model;
 pub mod train;

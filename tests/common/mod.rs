@@ -61,11 +61,21 @@ pub fn ok(args: &[&str]) -> String {
     String::from_utf8(out.stdout).expect("utf-8 stdout")
 }
 
-/// Runs `vicuna`, asserts failure and returns stderr.
+/// Runs `vicuna`, asserts failure with a clean error (no panic) and returns stderr.
 pub fn fails(args: &[&str]) -> String {
     let out = vicuna(args);
     assert!(!out.status.success(), "vicuna {args:?} succeeded but should fail");
-    String::from_utf8(out.stderr).expect("utf-8 stderr")
+    let stderr = String::from_utf8(out.stderr).expect("utf-8 stderr");
+    assert_no_panic(&stderr);
+    stderr
+}
+
+/// Bad input must end in an error message, never a panic: no "panicked" line and no backtrace
+/// (libtorch's C++ ones included) may reach the user.
+pub fn assert_no_panic(stderr: &str) {
+    for marker in ["panicked", "stack backtrace", "RUST_BACKTRACE", "Exception raised from", "frame #"] {
+        assert!(!stderr.contains(marker), "stderr shows a panic or backtrace ({marker:?}):\n{stderr}");
+    }
 }
 
 /// Reads a JSON or JSON Lines file into values.
