@@ -54,9 +54,10 @@ impl Lock {
                 );
             }
             // The previous holder may have removed the file between our open and our flock.
-            let same = std::fs::metadata(path).ok().zip(file.metadata().ok()).is_some_and(|(at_path, ours)| {
-                at_path.ino() == ours.ino() && at_path.dev() == ours.dev()
-            });
+            let same = std::fs::metadata(path)
+                .ok()
+                .zip(file.metadata().ok())
+                .is_some_and(|(at_path, ours)| at_path.ino() == ours.ino() && at_path.dev() == ours.dev());
             if !same {
                 continue;
             }

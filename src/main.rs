@@ -310,6 +310,10 @@ struct TrainArgs {
     /// Continue from a checkpoint: `auto` (the newest in output_dir that verifies) or a path.
     #[arg(long)]
     resume: Option<String>,
+    /// Accept a setting that differs from the checkpoint's when resuming (e.g. learning_rate);
+    /// repeat for several. Each accepted change is written to metrics.jsonl.
+    #[arg(long, value_name = "KEY")]
+    allow_change: Vec<String>,
     #[command(flatten)]
     recipe: vicuna::train::recipe::Recipe,
     /// Print the outcome as JSON.
@@ -745,7 +749,45 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
+/// The files a prep command reads and the ones it writes (with their flags), so that an output
+/// that would replace an input, or another output, is refused before anything is written.
+fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
+    fn paths(inputs: &[PathBuf]) -> Vec<&Path> {
+        inputs.iter().map(PathBuf::as_path).collect()
+    }
+    fn with_report<'a>(
+        mut outputs: Vec<(&'static str, &'a Path)>,
+        out: &'a OutputArgs,
+    ) -> Vec<(&'static str, &'a Path)> {
+        outputs.extend(out.report.as_deref().map(|r| ("--report", r)));
+        outputs
+    }
+    let Some(stage) = &prep.stage else {
+        return (
+            paths(&prep.inputs),
+            with_report(prep.output.iter().map(|o| ("--output", o.as_path())).collect(), &prep.out),
+        );
+    };
+    match stage {
+        Stage::Clean { inputs, output, out, .. }
+        | Stage::Filter { inputs, output, out, .. }
+        | Stage::Dedup { inputs, output, out }
+        | Stage::Merge { inputs, output, out, .. }
+        | Stage::Sample { inputs, output, out, .. }
+        | Stage::Split { inputs, output, out, .. }
+        | Stage::Encode { inputs, output, out, .. }
+        | Stage::Convert { inputs, output, out } => (paths(inputs), with_report(vec![("--output", output)], out)),
+        Stage::SplitTrainTest { inputs, train, test, out, .. } => {
+            (paths(inputs), with_report(vec![("--train", train), ("--test", test)], out))
+        }
+        Stage::Stats { inputs, .. } => (paths(inputs), Vec::new()),
+        Stage::Inspect { input, .. } => (vec![input.as_path()], Vec::new()),
+    }
+}
+
 fn run_prep(prep: Prep) -> Result<()> {
+    let (inputs, outputs) = prep_files(&prep);
+    vicuna::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
         let loaded = prep.split.tokens.load()?;
@@ -947,7 +989,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         Some("auto") => Resume::Auto,
         Some(path) => Resume::From(PathBuf::from(path)),
     };
-    let outcome = train(&config, resume)?;
+    let outcome = train(&config, resume, &args.allow_change)?;
     if args.json {
         let v = serde_json::json!({
             "steps_done": outcome.steps_done, "total_steps": outcome.total_steps, "last_loss": outcome.last_loss,

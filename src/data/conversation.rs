@@ -78,7 +78,9 @@ pub enum Style {
     Openai,
 }
 
-/// A record's fields as borrowed JSON, in file order; the first parse of every record.
+/// A record's fields as borrowed JSON, in file order; the first parse of every record. A key that
+/// appears twice keeps its first position and its last value, as Python's `json.load` (and so
+/// FastChat) reads it.
 pub struct Fields<'a>(pub Vec<(Cow<'a, str>, &'a RawValue)>);
 
 impl<'a> Fields<'a> {
@@ -105,7 +107,11 @@ impl<'de> Deserialize<'de> for Fields<'de> {
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
                 let mut out = Vec::new();
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
-                    out.push((key, map.next_value::<&'de RawValue>()?));
+                    let value = map.next_value::<&'de RawValue>()?;
+                    match out.iter_mut().find(|(k, _): &&mut (Cow<'de, str>, &'de RawValue)| *k == key) {
+                        Some(slot) => slot.1 = value,
+                        None => out.push((key, value)),
+                    }
                 }
                 Ok(Fields(out))
             }
@@ -156,9 +162,14 @@ impl<'a> RawConversation<'a> {
         let items: Vec<&'a RawValue> = serde_json::from_str(list.get()).map_err(|_| Reason::MissingConversations)?;
         let mut turns = Vec::with_capacity(items.len());
         for item in items {
-            let t: TurnFields<'a> = serde_json::from_str(item.get()).map_err(|_| Reason::BadTurn)?;
-            let role = t.from.or(t.role).ok_or(Reason::BadTurn)?;
-            let text = t.value.or(t.content).ok_or(Reason::BadTurn)?;
+            let t = Fields::parse(item.get()).map_err(|_| Reason::BadTurn)?;
+            let field = |name: &str| -> Result<Option<Cow<'a, str>>, Reason> {
+                t.get(name).map_or(Ok(None), |raw| {
+                    serde_json::from_str::<Text<'a>>(raw.get()).map(|t| t.0).map_err(|_| Reason::BadTurn)
+                })
+            };
+            let role = field("from")?.or(field("role")?).ok_or(Reason::BadTurn)?;
+            let text = field("value")?.or(field("content")?).ok_or(Reason::BadTurn)?;
             turns.push(RawTurn { role, text });
         }
         let extra = fields.0.into_iter().filter(|(k, _)| !KNOWN.contains(&k.as_ref())).collect();
@@ -166,24 +177,16 @@ impl<'a> RawConversation<'a> {
     }
 }
 
+/// A string field (or null), borrowed from the file unless it holds escapes.
+#[derive(Deserialize)]
+struct Text<'a>(#[serde(borrow)] Option<Cow<'a, str>>);
+
 #[derive(Deserialize)]
 #[serde(untagged)]
 enum IdValue<'a> {
     #[serde(borrow)]
     Text(Cow<'a, str>),
     Number(serde_json::Number),
-}
-
-#[derive(Deserialize)]
-struct TurnFields<'a> {
-    #[serde(borrow, default)]
-    from: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    value: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    role: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    content: Option<Cow<'a, str>>,
 }
 
 impl Conversation {

@@ -105,6 +105,12 @@ impl Config {
         if hf.num_attention_heads == 0 || hf.hidden_size == 0 || hf.num_hidden_layers == 0 {
             bail!("hidden_size, num_hidden_layers and num_attention_heads must be positive");
         }
+        if !(hf.rms_norm_eps.is_finite() && hf.rms_norm_eps > 0.0) {
+            bail!("rms_norm_eps {} must be a positive number (Llama uses 1e-5 or 1e-6)", hf.rms_norm_eps);
+        }
+        if hf.vocab_size == 0 || hf.intermediate_size == 0 || hf.max_position_embeddings == 0 {
+            bail!("vocab_size, intermediate_size and max_position_embeddings must be positive");
+        }
         let num_key_value_heads = hf.num_key_value_heads.unwrap_or(hf.num_attention_heads);
         if num_key_value_heads == 0 || hf.num_attention_heads % num_key_value_heads != 0 {
             bail!(
@@ -120,6 +126,9 @@ impl Config {
         let rope = hf.rope_parameters.as_ref().or(hf.rope_scaling.as_ref()).filter(|v| !v.is_null());
         let rope_theta =
             hf.rope_theta.or_else(|| rope.and_then(|r| r.get("rope_theta")).and_then(Value::as_f64)).unwrap_or(10000.0);
+        if !(rope_theta.is_finite() && rope_theta > 0.0) {
+            bail!("rope_theta {rope_theta} must be a positive number");
+        }
         let rope_scaling = match rope {
             None => RopeScaling::None,
             Some(r) => rope_scaling(r, hf.max_position_embeddings)?,
