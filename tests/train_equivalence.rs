@@ -35,7 +35,7 @@ fn setup() -> (Scratch, vicuna::model::weights::Loaded, Vec<vicuna::data::encode
     let dir = tiny_model(&s);
     let tokenizer = Tokenizer::load(&dir, &SpecialOverrides::default()).unwrap();
     let template = Template::new(TemplateName::Chatml, &tokenizer).unwrap();
-    let (samples, _) = load_samples(&train_data(), &tokenizer, &template, 2048).unwrap();
+    let (samples, _) = load_samples(&train_data(), &tokenizer, &template, 2048, usize::MAX).unwrap();
     let model = load_model(&dir, Kind::Float, Device::Cpu).unwrap();
     for (_, p) in model.named_parameters() {
         let _ = p.shallow_clone().set_requires_grad(true);

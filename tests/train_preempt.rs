@@ -136,7 +136,7 @@ fn resume_with_another_batch_geometry_is_refused() {
         &["--max-steps", "4", "--micro-batch-size", "2", "--gradient-accumulation", "4", "--resume", "auto"],
     );
     let err = fails(&changed.iter().map(String::as_str).collect::<Vec<_>>());
-    assert_eq!(err.trim(), "error: cannot resume: global_batch_size was 4 in the checkpoint and is 8 now; restore it or start a new output directory");
+    assert_eq!(err.trim(), "error: cannot resume: global_batch_size was 4 in the checkpoint and is 8 now; restore it, start a new output directory, or pass --allow-change global_batch_size to accept the change");
     let fresh = train_args(&model, &out, &["--max-steps", "4"]);
     let err = fails(&fresh.iter().map(String::as_str).collect::<Vec<_>>());
     assert_eq!(

@@ -34,27 +34,7 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// Maps the safetensors files of `dir` (single file or sharded with an index).
     pub fn open(dir: &Path) -> Result<Checkpoint> {
-        let index = dir.join("model.safetensors.index.json");
-        let files: Vec<PathBuf> = if index.exists() {
-            let text = std::fs::read_to_string(&index).with_context(|| format!("cannot read {}", index.display()))?;
-            let v: serde_json::Value =
-                serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
-            let map = v
-                .get("weight_map")
-                .and_then(|m| m.as_object())
-                .with_context(|| format!("{}: no weight_map", index.display()))?;
-            let mut names: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
-            names.sort_unstable();
-            names.dedup();
-            names.into_iter().map(|n| dir.join(n)).collect()
-        } else if dir.join("model.safetensors").exists() {
-            vec![dir.join("model.safetensors")]
-        } else {
-            bail!(
-                "{}: no model.safetensors or model.safetensors.index.json; pass a Hugging Face model directory",
-                dir.display()
-            );
-        };
+        let files = weight_files(dir)?;
         let mut maps = Vec::with_capacity(files.len());
         let mut entries = BTreeMap::new();
         for (shard, path) in files.iter().enumerate() {
@@ -292,6 +272,45 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(u
         // Read back, so the manifest's checksum is of what reached the file.
         file_crc32(tmp)
     })
+}
+
+/// The safetensors files of a model directory: the shards its index lists, or `model.safetensors`.
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let index = dir.join("model.safetensors.index.json");
+    if index.exists() {
+        let text = std::fs::read_to_string(&index).with_context(|| format!("cannot read {}", index.display()))?;
+        let v: serde_json::Value =
+            serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", index.display()))?;
+        let map = v
+            .get("weight_map")
+            .and_then(|m| m.as_object())
+            .with_context(|| format!("{}: no weight_map", index.display()))?;
+        let mut names: Vec<&str> = map.values().filter_map(|f| f.as_str()).collect();
+        names.sort_unstable();
+        names.dedup();
+        Ok(names.into_iter().map(|n| dir.join(n)).collect())
+    } else if dir.join("model.safetensors").exists() {
+        Ok(vec![dir.join("model.safetensors")])
+    } else {
+        bail!(
+            "{}: no model.safetensors or model.safetensors.index.json; pass a Hugging Face model directory",
+            dir.display()
+        );
+    }
+}
+
+/// What a model directory holds, by content rather than by path: the CRC32 of `config.json` and
+/// the size and CRC32 of every weights file. The same model reached by another path (`./m`, an
+/// absolute path, a copy) has the same identity; a different model under the same path does not.
+pub fn identity(dir: &Path) -> Result<String> {
+    let (_, config_crc) = file_crc32(&dir.join("config.json"))?;
+    let mut parts = vec![format!("config.json crc32 {config_crc:08x}")];
+    for path in weight_files(dir)? {
+        let (bytes, crc) = file_crc32(&path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        parts.push(format!("{name} {bytes} bytes crc32 {crc:08x}"));
+    }
+    Ok(parts.join("; "))
 }
 
 /// Size and CRC32 of a file, read in 8 MB blocks.

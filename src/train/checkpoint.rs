@@ -3,7 +3,9 @@
 //! the old set of checkpoints or the new one, never a half-written directory under a real name.
 //! `state.json` (written last) is the manifest: a typed, versioned resume state plus the size and
 //! CRC32 of every file, so a torn or corrupted checkpoint is recognised and skipped. The last N
-//! are kept, plus the one with the best eval loss.
+//! are kept, plus the one with the best eval loss. A save that fails (a full disk) removes its
+//! temporary directory and says how much space it needed; weights holding NaN or infinities are
+//! never saved, so retention can never prune a good checkpoint in favour of a diverged one.
 use crate::model::weights::{read_safetensors, write_safetensors};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
@@ -12,7 +14,9 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 /// Version of the `state.json` layout.
-pub const STATE_VERSION: u32 = 1;
+/// Version 2: the resume key identifies the model and data by content and records every setting
+/// that changes the result (learning rate, schedule, betas, total steps, world size, ...).
+pub const STATE_VERSION: u32 = 2;
 
 /// Everything needed to continue a run exactly where it stopped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -63,20 +67,37 @@ pub fn save(
     keep: usize,
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+    if let Some((name, _)) = params.iter().find(|(_, t)| !all_finite(t)) {
+        bail!("refusing to save checkpoint {} : tensor {name} holds NaN or infinite values", name_of(state.step));
+    }
     let final_dir = root.join(name_of(state.step));
     let tmp = root.join(format!(".{}.tmp-{}", name_of(state.step), std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp)?;
     }
-    std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-    let mut state = state.clone();
-    state.files.clear();
-    for (name, tensors) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
-        let (bytes, crc32) = write_safetensors(&tmp.join(name), tensors)?;
-        state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
+    let written = (|| -> Result<()> {
+        std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+        let mut state = state.clone();
+        state.files.clear();
+        for (name, tensors) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
+            let (bytes, crc32) = write_safetensors(&tmp.join(name), tensors)?;
+            state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
+        }
+        crate::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+        sync_dir(&tmp)
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_dir_all(&tmp);
+        let needed: u64 =
+            params.iter().chain(moments).map(|(_, t)| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
+        let free = free_bytes(root).map_or_else(|| "unknown".to_string(), |b| format!("{} MB", b / 1_000_000));
+        return Err(e.context(format!(
+            "cannot save checkpoint {} in {}: it needs about {} MB and {free} are free there; free space (or set output_dir elsewhere) and resume with --resume auto",
+            name_of(state.step),
+            root.display(),
+            needed.div_ceil(1_000_000)
+        )));
     }
-    crate::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
-    sync_dir(&tmp)?;
     if final_dir.exists() {
         std::fs::remove_dir_all(&final_dir).with_context(|| format!("cannot replace {}", final_dir.display()))?;
     }
@@ -85,6 +106,20 @@ pub fn save(
     sync_dir(root)?;
     prune(root, keep)?;
     Ok(final_dir)
+}
+
+/// Whether every element of `t` is finite (integer tensors always are).
+fn all_finite(t: &Tensor) -> bool {
+    !t.is_floating_point() || tch::no_grad(|| t.isfinite().all().int64_value(&[]) != 0)
+}
+
+/// Space available to this user on the file system holding `dir`.
+fn free_bytes(dir: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+    // SAFETY: statvfs writes into the zeroed struct we own; the path is a valid C string.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    (unsafe { libc::statvfs(path.as_ptr(), &mut stat) } == 0).then(|| stat.f_bavail as u64 * stat.f_frsize as u64)
 }
 
 fn sync_dir(dir: &Path) -> Result<()> {
@@ -159,17 +194,25 @@ pub fn verify(dir: &Path) -> Result<TrainState> {
     Ok(state)
 }
 
-/// The newest checkpoint under `root` that verifies; broken ones are reported on stderr.
-pub fn latest(root: &Path) -> Result<Option<(PathBuf, TrainState)>> {
+/// The checkpoints under `root`, newest first: the newest that verifies, and why each newer one
+/// did not (a torn save, a corrupted file, another state version).
+pub struct Scan {
+    pub latest: Option<(PathBuf, TrainState)>,
+    pub rejected: Vec<(PathBuf, String)>,
+}
+
+/// Looks for the newest checkpoint under `root` that verifies.
+pub fn scan(root: &Path) -> Result<Scan> {
     let mut steps = list(root)?;
     steps.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut rejected = Vec::new();
     for (_, dir) in steps {
         match verify(&dir) {
-            Ok(state) => return Ok(Some((dir, state))),
-            Err(e) => eprintln!("warning: skipping checkpoint {}: {e:#}", dir.display()),
+            Ok(state) => return Ok(Scan { latest: Some((dir, state)), rejected }),
+            Err(e) => rejected.push((dir, format!("{e:#}"))),
         }
     }
-    Ok(None)
+    Ok(Scan { latest: None, rejected })
 }
 
 /// Copies the saved parameters and moments of `dir` into `params` and `moments` (by name).
@@ -196,14 +239,37 @@ pub fn restore(dir: &Path, params: &[(String, Tensor)], moments: &[(String, Tens
     Ok(())
 }
 
-/// Names the first setting that differs between a checkpoint and the current run.
-pub fn check_resume_key(saved: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> Result<()> {
+/// A setting that differs between a checkpoint and the resumed run, accepted by `--allow-change`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Change {
+    pub key: String,
+    pub checkpoint: String,
+    pub now: String,
+}
+
+/// Compares the settings of a checkpoint with the current run's. A difference is refused, naming
+/// the key and both values, unless its key is in `allowed`; the accepted changes are returned so
+/// that the run can record them. Allowing a key that is not a setting is refused (a typo would
+/// otherwise silently allow nothing).
+pub fn check_resume_key(
+    saved: &BTreeMap<String, String>,
+    current: &BTreeMap<String, String>,
+    allowed: &[String],
+) -> Result<Vec<Change>> {
+    if let Some(unknown) = allowed.iter().find(|k| !current.contains_key(k.as_str())) {
+        let keys: Vec<&str> = current.keys().map(String::as_str).collect();
+        bail!("--allow-change {unknown}: not a setting a checkpoint records (one of {})", keys.join(", "));
+    }
+    let mut changes = Vec::new();
     for (key, value) in current {
         match saved.get(key) {
             Some(v) if v == value => {}
-            Some(v) => bail!("cannot resume: {key} was {v} in the checkpoint and is {value} now; restore it or start a new output directory"),
+            Some(v) if allowed.contains(key) => {
+                changes.push(Change { key: key.clone(), checkpoint: v.clone(), now: value.clone() })
+            }
+            Some(v) => bail!("cannot resume: {key} was {v} in the checkpoint and is {value} now; restore it, start a new output directory, or pass --allow-change {key} to accept the change"),
             None => bail!("cannot resume: the checkpoint does not record {key}"),
         }
     }
-    Ok(())
+    Ok(changes)
 }

@@ -34,18 +34,28 @@ pub struct Log {
 }
 
 impl Log {
-    /// Opens `dir/metrics.jsonl` for appending; earlier lines (a resumed run) join the plot.
-    pub fn open(dir: &Path) -> Result<Log> {
+    /// Opens `dir/metrics.jsonl` for appending; earlier lines (a resumed run) join the plot. Lines
+    /// of steps after `resume_step` (written by a run that was stopped before it saved them) are
+    /// removed first, so a resumed run's file holds each step once.
+    pub fn open(dir: &Path, resume_step: usize) -> Result<Log> {
         let path = dir.join("metrics.jsonl");
         let mut points = Vec::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
+            let mut kept = String::with_capacity(text.len());
             for line in text.lines() {
-                if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
-                    if let (Some(s), Some(l)) = (v["step"].as_u64(), v["loss"].as_f64()) {
-                        points.retain(|p: &(usize, f64, Option<f64>)| p.0 < s as usize);
-                        points.push((s as usize, l, v["eval_loss"].as_f64()));
-                    }
+                let v = serde_json::from_str::<serde_json::Value>(line).unwrap_or_default();
+                if v["event"].is_null() && v["step"].as_u64().is_some_and(|s| s as usize > resume_step) {
+                    continue;
                 }
+                kept.push_str(line);
+                kept.push('\n');
+                if let (Some(s), Some(l)) = (v["step"].as_u64(), v["loss"].as_f64()) {
+                    points.retain(|p: &(usize, f64, Option<f64>)| p.0 < s as usize);
+                    points.push((s as usize, l, v["eval_loss"].as_f64()));
+                }
+            }
+            if kept.len() != text.len() {
+                crate::atomic::write_bytes(&path, kept.as_bytes())?;
             }
         }
         let file = OpenOptions::new()
@@ -54,6 +64,12 @@ impl Log {
             .open(&path)
             .with_context(|| format!("cannot open {}", path.display()))?;
         Ok(Log { file, dir: dir.to_path_buf(), points })
+    }
+
+    /// Appends a line that is not a step (`{"event": ...}`), such as the settings a resume changed.
+    pub fn event(&mut self, value: &serde_json::Value) -> Result<()> {
+        writeln!(self.file, "{value}").context("cannot write metrics.jsonl")?;
+        self.file.flush().context("cannot write metrics.jsonl")
     }
 
     /// Appends one step.

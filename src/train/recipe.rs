@@ -207,7 +207,7 @@ impl Recipe {
                 )
             })?,
         };
-        Ok(TrainConfig {
+        let config = TrainConfig {
             model: self.model.context("model is required (a Hugging Face model directory)")?,
             data: self.data.context("data is required (conversations or prep encode samples)")?,
             template,
@@ -236,29 +236,84 @@ impl Recipe {
             gradient_checkpointing: self.gradient_checkpointing.unwrap_or(true),
             packing: self.packing.unwrap_or(false),
             group_by_length: self.group_by_length.unwrap_or(true),
-        })
+        };
+        config.check()?;
+        Ok(config)
     }
 }
 
+/// Fails unless `value` is finite and inside `range`, naming the recipe key and the range.
+fn check_range(key: &str, value: f64, range: impl std::ops::RangeBounds<f64> + std::fmt::Debug) -> Result<()> {
+    if !value.is_finite() || !range.contains(&value) {
+        bail!("{key} = {value} is out of range: it must be a finite number in {range:?}");
+    }
+    Ok(())
+}
+
 impl TrainConfig {
+    /// Refuses values that cannot train: a learning rate that is not a positive finite number
+    /// (it would only produce NaN weights), betas outside [0, 1), and the like. Keys as in the
+    /// recipe, so the message matches what the user wrote.
+    fn check(&self) -> Result<()> {
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            bail!(
+                "learning_rate = {} is not a positive finite number (FastChat's Vicuna recipe uses 2e-5)",
+                self.learning_rate
+            );
+        }
+        check_range("warmup_ratio", self.warmup_ratio, 0.0..=1.0)?;
+        check_range("weight_decay", self.weight_decay, 0.0..)?;
+        check_range("adam_beta1", self.adam_beta1, 0.0..1.0)?;
+        check_range("adam_beta2", self.adam_beta2, 0.0..1.0)?;
+        check_range("max_grad_norm", self.max_grad_norm, 0.0..)?;
+        if !(self.adam_epsilon.is_finite() && self.adam_epsilon > 0.0) {
+            bail!("adam_epsilon = {} is not a positive finite number (default 1e-8)", self.adam_epsilon);
+        }
+        if let Some(m) = self.save_interval_minutes {
+            if !(m.is_finite() && m > 0.0) {
+                bail!("save_interval_minutes = {m} is not a positive finite number");
+            }
+        }
+        if self.max_length < 2 {
+            bail!("max_length = {} is too short: a sample needs at least 2 tokens to train on", self.max_length);
+        }
+        if self.eval_interval == Some(0) {
+            bail!("eval_interval must be at least 1 (leave it out to evaluate at the end only)");
+        }
+        if self.max_steps == Some(0) || (self.max_steps.is_none() && self.epochs == 0) {
+            bail!("nothing to train: max_steps and epochs must be at least 1");
+        }
+        Ok(())
+    }
+
     /// Samples per optimizer step (one process for now; data parallelism multiplies it).
     pub fn global_batch(&self) -> usize {
         self.micro_batch_size * self.gradient_accumulation
     }
 
-    /// Settings a resumed run must share with the checkpoint: the model it started from, the
-    /// data, and everything that decides which samples each step sees. (The micro-batch size may
-    /// change: a step trains on the same samples with the same loss whatever the split.)
+    /// Recipe settings a resumed run must share with the checkpoint: everything that decides which
+    /// samples each step sees and how the weights move. The trainer adds what only it can measure
+    /// (the model's and the data's identity by content, the total steps, the world size). The
+    /// micro-batch size and gradient checkpointing may change: a step trains on the same samples
+    /// with the same loss whatever the split.
     pub fn resume_key(&self) -> BTreeMap<String, String> {
         let mut key = BTreeMap::new();
-        key.insert("model".into(), self.model.display().to_string());
-        key.insert("data".into(), self.data.display().to_string());
-        key.insert("template".into(), self.template.cli_name());
-        key.insert("max_length".into(), self.max_length.to_string());
-        key.insert("global_batch_size".into(), self.global_batch().to_string());
-        key.insert("seed".into(), self.seed.to_string());
-        key.insert("packing".into(), self.packing.to_string());
-        key.insert("group_by_length".into(), self.group_by_length.to_string());
+        let mut put = |k: &str, v: String| key.insert(k.to_string(), v);
+        put("template", self.template.cli_name());
+        put("max_length", self.max_length.to_string());
+        put("global_batch_size", self.global_batch().to_string());
+        put("seed", self.seed.to_string());
+        put("packing", self.packing.to_string());
+        put("group_by_length", self.group_by_length.to_string());
+        put("learning_rate", self.learning_rate.to_string());
+        put("lr_schedule", format!("{:?}", self.lr_schedule).to_lowercase());
+        put("warmup_ratio", self.warmup_ratio.to_string());
+        put("weight_decay", self.weight_decay.to_string());
+        put("adam_beta1", self.adam_beta1.to_string());
+        put("adam_beta2", self.adam_beta2.to_string());
+        put("adam_epsilon", self.adam_epsilon.to_string());
+        put("max_grad_norm", self.max_grad_norm.to_string());
+        put("dtype", format!("{:?}", self.dtype).to_lowercase());
         key
     }
 }

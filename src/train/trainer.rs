@@ -3,6 +3,12 @@
 //! optimizer step, clip, step, zero, log, save, stop. A stop signal (SIGTERM, SIGUSR1) is checked
 //! after every micro-step: the run saves the state as of the last completed step and exits 0;
 //! resuming redoes the interrupted step, so the result is the same as an uninterrupted run.
+//!
+//! A run holds an exclusive lock on its output directory, checks every token id of its data
+//! against the model's vocabulary before step 1, identifies its model and data by content in the
+//! checkpoints (so a resume on replaced data or changed settings is refused by key), and stops
+//! with an error at the first non-finite loss or gradient norm, before the bad update is applied
+//! or saved.
 use super::checkpoint::{self, TrainState, STATE_VERSION};
 use super::metrics::{self, StepMetrics};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -11,12 +17,14 @@ use super::recipe::TrainConfig;
 use super::schedule::lr_at;
 use super::step::micro_step;
 use crate::data::encode::Sample;
-use crate::data::loader::{load_samples, packed_batch, padded_batch, trained_targets, Batch, Sampler};
+use crate::data::loader::{fingerprint, load_samples, packed_batch, padded_batch, trained_targets, Batch, Sampler};
 use crate::data::template::Template;
+use crate::lock::Lock;
+use crate::model::config::Config;
 use crate::model::device::parse_device;
 use crate::model::llama::Llama;
 use crate::model::tokenizer::{SpecialOverrides, Tokenizer};
-use crate::model::weights::{load_model, save_model, Loaded};
+use crate::model::weights::{identity, load_model, save_model, Loaded};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -46,17 +54,29 @@ pub struct Outcome {
     pub exported: Option<PathBuf>,
 }
 
-/// Runs the recipe.
-pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
+/// Runs the recipe. `allow_change` names resume-key settings that may differ from the
+/// checkpoint's (`--allow-change`); the accepted changes are written to the metrics.
+pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Result<Outcome> {
     preempt::install()?;
+    let _lock =
+        Lock::acquire(&cfg.output_dir.join(".vicuna.lock"), &format!("output directory {}", cfg.output_dir.display()))?;
     let device = parse_device(&cfg.device)?;
     let kind = cfg.dtype.kind();
+    let config = Config::load(&cfg.model.join("config.json"))?;
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
+    if tokenizer.vocab_size() > config.vocab_size {
+        anyhow::bail!(
+            "{}: the tokenizer has {} tokens but the model's embedding only {} rows (config.json vocab_size); use the tokenizer the model was made with",
+            cfg.model.display(),
+            tokenizer.vocab_size(),
+            config.vocab_size
+        );
+    }
     let template = Template::new(cfg.template, &tokenizer)?;
-    let (samples, load_report) = load_samples(&cfg.data, &tokenizer, &template, cfg.max_length)?;
+    let (samples, load_report) = load_samples(&cfg.data, &tokenizer, &template, cfg.max_length, config.vocab_size)?;
     anyhow::ensure!(!samples.is_empty(), "{}: no trainable sample ({})", cfg.data.display(), load_report.to_json());
     let eval = match &cfg.eval_data {
-        Some(path) => load_samples(path, &tokenizer, &template, cfg.max_length)?.0,
+        Some(path) => load_samples(path, &tokenizer, &template, cfg.max_length, config.vocab_size)?.0,
         None => Vec::new(),
     };
     let pad_id = tokenizer.pad.as_ref().map(|p| p.id).unwrap_or(0);
@@ -92,6 +112,11 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     let per_epoch = sampler.steps_per_epoch();
     let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * per_epoch);
     let root = cfg.output_dir.join("checkpoints");
+    let mut resume_key = cfg.resume_key();
+    resume_key.insert("model".into(), identity(&cfg.model)?);
+    resume_key.insert("data".into(), fingerprint(&samples));
+    resume_key.insert("total_steps".into(), total_steps.to_string());
+    resume_key.insert("world_size".into(), "1".into());
     let mut state = TrainState {
         version: STATE_VERSION,
         step: 0,
@@ -101,7 +126,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         optimizer_steps: 0,
         seed: cfg.seed,
         world_size: 1,
-        resume_key: cfg.resume_key(),
+        resume_key,
         best_eval_loss: None,
         eval_loss: None,
         files: Vec::new(),
@@ -112,9 +137,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
     // AdamW moments under the names checkpoints store them with.
     let moments_of =
         |o: &AdamW| -> Vec<(String, Tensor)> { named(&o.m, "m.").into_iter().chain(named(&o.v, "v.")).collect() };
+    let scan = checkpoint::scan(&root)?;
     let from = match resume {
         Resume::No => {
-            if checkpoint::latest(&root)?.is_some() {
+            if scan.latest.is_some() || !scan.rejected.is_empty() {
                 anyhow::bail!(
                     "{} already holds checkpoints: pass --resume auto to continue, or choose another output_dir",
                     root.display()
@@ -122,11 +148,26 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
             }
             None
         }
-        Resume::Auto => checkpoint::latest(&root)?,
+        Resume::Auto => {
+            if scan.latest.is_none() && !scan.rejected.is_empty() {
+                let why: Vec<String> = scan.rejected.iter().map(|(d, e)| format!("  {}: {e}", d.display())).collect();
+                anyhow::bail!(
+                    "--resume auto: no checkpoint in {} verifies, so there is nothing to resume from:\n{}\nremove them to start over, or resume from a copy with --resume PATH",
+                    root.display(),
+                    why.join("\n")
+                );
+            }
+            for (dir, why) in &scan.rejected {
+                eprintln!("warning: skipping checkpoint {}: {why}", dir.display());
+            }
+            scan.latest
+        }
         Resume::From(dir) => Some((dir.clone(), checkpoint::verify(&dir)?)),
     };
+    let mut changes = Vec::new();
+    let mut last_good = None;
     if let Some((dir, saved)) = from {
-        checkpoint::check_resume_key(&saved.resume_key, &state.resume_key)?;
+        changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, allow_change)?;
         let moments = moments_of(&optimizer);
         checkpoint::restore(&dir, &named(&masters, ""), &moments)?;
         if mixed {
@@ -134,11 +175,18 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         }
         optimizer.steps = saved.optimizer_steps;
         eprintln!("resuming from {} (step {} of {total_steps})", dir.display(), saved.step);
+        for c in &changes {
+            eprintln!("warning: {} changed from {} to {} (--allow-change)", c.key, c.checkpoint, c.now);
+        }
         state = TrainState { resume_key: state.resume_key, ..saved };
+        last_good = Some(dir);
     }
 
     std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("cannot create {}", cfg.output_dir.display()))?;
-    let mut log = metrics::Log::open(&cfg.output_dir)?;
+    let mut log = metrics::Log::open(&cfg.output_dir, state.step)?;
+    if !changes.is_empty() {
+        log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
+    }
     let bar = crate::data::pipeline::progress_bar(total_steps as u64, "train");
     bar.set_position(state.step as u64);
     let started = Instant::now();
@@ -202,6 +250,16 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         let grads: Vec<Tensor> =
             params.iter().map(|p| if mixed { p.grad().to_kind(Kind::Float) } else { p.grad() }).collect();
         let grad_norm = clip_grad_norm(&grads, cfg.max_grad_norm);
+        let loss = loss_sum / trained.max(1) as f64;
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            bar.finish_and_clear();
+            anyhow::bail!(diverged(
+                state.step + 1,
+                &format!("the loss is {loss} and the gradient norm {grad_norm}"),
+                lr,
+                last_good.as_deref()
+            ));
+        }
         optimizer.step(&masters, &grads, lr);
         for p in &params {
             p.shallow_clone().zero_grad();
@@ -209,7 +267,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         if mixed {
             copy_masters(&params, &masters);
         }
-        let loss = loss_sum / trained.max(1) as f64;
         last_loss = Some(loss);
         state.step += 1;
         state.samples_seen += step_samples.len();
@@ -222,6 +279,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
             None if !eval.is_empty() && state.step == total_steps => Some(evaluate(model, &eval, cfg, pad_id, device)),
             _ => None,
         };
+        if let Some(e) = eval_loss.filter(|e| !e.is_finite()) {
+            bar.finish_and_clear();
+            anyhow::bail!(diverged(state.step, &format!("the eval loss is {e}"), lr, last_good.as_deref()));
+        }
         state.eval_loss = eval_loss;
         if let Some(e) = eval_loss {
             state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
@@ -245,6 +306,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         let minutes_due = cfg.save_interval_minutes.is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
         if state.step % cfg.save_interval == 0 || minutes_due || state.step == total_steps {
             saved_at = Some(save(&state, &optimizer)?);
+            last_good = saved_at.clone();
             last_save = Instant::now();
             log.plot()?;
         }
@@ -265,6 +327,19 @@ pub fn train(cfg: &TrainConfig, resume: Resume) -> Result<Outcome> {
         checkpoint: saved_at,
         exported: Some(exported),
     })
+}
+
+/// The message of a run stopped by a non-finite loss: the step, what was seen, and where to go on from.
+fn diverged(step: usize, what: &str, lr: f64, last_good: Option<&std::path::Path>) -> String {
+    let from = match last_good {
+        Some(dir) => format!(
+            "the last good checkpoint is {}; resume from it with a lower learning rate (--resume {} --learning-rate X --allow-change learning_rate)",
+            dir.display(),
+            dir.display()
+        ),
+        None => "no checkpoint was saved before it; start again with a lower learning rate".to_string(),
+    };
+    format!("training diverged at step {step}: {what} (learning rate {lr:e}); no weights from this step on were saved; {from}")
 }
 
 /// Writes the fp32 masters into the (bf16/fp16) model weights after an update or a restore.
