@@ -78,3 +78,16 @@ fn missing_and_misshapen_tensors_are_named() {
     );
     assert!(err.ends_with("the config expects [100, 64]"), "{err}");
 }
+
+/// Regression: `model init --tokenizer FILE.json` (a file not named tokenizer.json) left the new
+/// model directory without a tokenizer, so `generate` and `train` could not use it.
+#[test]
+fn model_init_copies_a_tokenizer_given_as_a_file() {
+    let s = Scratch::new();
+    let file = s.path("my-tokenizer.json");
+    std::fs::copy(tiny_tokenizer().join("tokenizer.json"), &file).unwrap();
+    let model = s.path("model");
+    ok(&["model", "init", "--preset", "tiny", "--tokenizer", file.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    assert_eq!(std::fs::read(model.join("tokenizer.json")).unwrap(), std::fs::read(&file).unwrap());
+    ok(&["generate", "--model", model.to_str().unwrap(), "--prompt", "Hi", "--max-new-tokens", "2"]);
+}

@@ -1,6 +1,8 @@
 //! Parity with PyTorch: three optimizer steps of `vicuna train` give the same weights (within
 //! 1e-4), losses and gradient norms as the same steps in `transformers` + `torch.optim.AdamW`
-//! with the same batches and masks (`scripts/fixtures/train_reference.sh` replays our steps).
+//! with the same batches and masks (`scripts/fixtures/train_reference.sh` replays our steps), and
+//! the gradient of every parameter after the first step's micro-batches matches PyTorch's, with
+//! and without gradient checkpointing.
 mod common;
 use common::*;
 use std::process::Command;
@@ -89,4 +91,35 @@ fn three_steps_match_transformers_and_torch_adamw() {
     }
     let diff = max_diff(&tensors(&out.join("final/model.safetensors")), &tensors(&reference.join("model.safetensors")));
     assert!(diff < 1e-4, "weights differ by {diff:e} after 3 steps");
+
+    // Every parameter's gradient after step 1 (before clipping), from the trainer's own micro-step.
+    let theirs = tensors(&reference.join("grads_step1.safetensors"));
+    let tokenizer = vicuna::model::tokenizer::Tokenizer::load(&model, &Default::default()).unwrap();
+    let pad_id = tokenizer.pad.as_ref().map_or(0, |p| p.id);
+    let template =
+        vicuna::data::template::Template::new(vicuna::data::template::TemplateName::Chatml, &tokenizer).unwrap();
+    let (loaded, _) = vicuna::data::loader::load_samples(&encoded, &tokenizer, &template, 2048, usize::MAX).unwrap();
+    let step1: Vec<&vicuna::data::encode::Sample> = plan_steps[0].iter().flatten().map(|&i| &loaded[i]).collect();
+    let trained: usize = step1.iter().map(|s| vicuna::data::loader::trained_targets(s)).sum();
+    for checkpointing in [true, false] {
+        let ours = vicuna::model::weights::load_model(&model, tch::Kind::Float, tch::Device::Cpu).unwrap();
+        for (_, p) in ours.named_parameters() {
+            let _ = p.shallow_clone().set_requires_grad(true);
+        }
+        for micro in step1.chunks(2) {
+            let batch = vicuna::data::loader::padded_batch(micro, pad_id, tch::Device::Cpu);
+            vicuna::train::step::micro_step(&ours, &batch, 1.0 / trained as f64, checkpointing);
+        }
+        let grads: std::collections::BTreeMap<String, tch::Tensor> =
+            ours.named_parameters().into_iter().map(|(n, p)| (n, p.grad())).collect();
+        assert_eq!(grads.keys().collect::<Vec<_>>(), theirs.keys().collect::<Vec<_>>(), "the same parameters");
+        for (name, g) in &grads {
+            let scale = theirs[name].abs().max().double_value(&[]).max(1e-8);
+            let diff = (g - &theirs[name]).abs().max().double_value(&[]);
+            assert!(
+                diff <= 1e-4 * scale,
+                "checkpointing {checkpointing}: gradient of {name} differs by {diff:e} (max |g| {scale:e})"
+            );
+        }
+    }
 }

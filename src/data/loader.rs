@@ -58,7 +58,7 @@ pub fn load_samples(
             .iter()
             .map(|&id| i64::from(id))
             .chain(s.labels.iter().copied().filter(|&l| l != IGNORE))
-            .find(|&id| id < 0 || id >= vocab_size as i64)
+            .find(|&id| id < 0 || id >= i64::try_from(vocab_size).unwrap_or(i64::MAX))
         {
             let field = if s.input_ids.iter().any(|&id| i64::from(id) == bad) { "input id" } else { "label" };
             bail!(

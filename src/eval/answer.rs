@@ -84,16 +84,32 @@ fn answer_batch(engine: &Engine, batch: &[&Question], sampling: &Sampling, model
         .iter()
         .zip(answers)
         .map(|(q, turns)| {
-            let answer_id = format!("{:016x}", fingerprint(&(model_id, q.id.to_string(), &turns)));
+            let answer_id = answer_id(model_id, &q.id.to_string(), &turns);
             Answer::new(q.id.clone(), answer_id, model_id.to_string(), turns, now)
         })
         .collect())
 }
 
-/// A stable id for an answer (FastChat uses random short UUIDs; a hash keeps reruns comparable).
-fn fingerprint(value: &impl std::hash::Hash) -> u64 {
-    use std::hash::Hasher;
-    let mut h = std::hash::DefaultHasher::new();
-    value.hash(&mut h);
-    h.finish()
+/// A stable id for an answer (FastChat uses random short UUIDs; a hash keeps reruns comparable):
+/// 64-bit FNV-1a over the model id, the question id and each answer turn, every part followed by
+/// a zero byte, as 16 hex digits. The algorithm is fixed here, unlike `std`'s `DefaultHasher`,
+/// whose output may change between Rust releases.
+fn answer_id(model_id: &str, question_id: &str, turns: &[String]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in [model_id, question_id].into_iter().chain(turns.iter().map(String::as_str)) {
+        for &byte in part.as_bytes().iter().chain(&[0u8]) {
+            hash = (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    /// Golden value computed independently (Python, FNV-1a 64 over b"m\0q1\0Hello\0World\0").
+    #[test]
+    fn answer_ids_are_fnv1a_of_model_question_and_turns() {
+        let turns = vec!["Hello".to_string(), "World".to_string()];
+        assert_eq!(super::answer_id("m", "q1", &turns), "e8da99d7a431764e");
+    }
 }

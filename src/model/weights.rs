@@ -213,9 +213,15 @@ pub fn save_model(
     let generation = serde_json::json!({"_from_model_config": true, "bos_token_id": c.bos_token_id, "eos_token_id": c.to_hf_json(dtype_name)["eos_token_id"]});
     atomic::write_bytes(&dir.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;
     if let Some(src) = tokenizer_dir {
-        let src = if src.is_file() { src.parent().unwrap_or(Path::new(".")) } else { src };
+        // A tokenizer given as a file (any name) becomes the directory's tokenizer.json; the files
+        // beside it that describe its special tokens come along, as `Tokenizer::load` reads them.
+        let (src_dir, file) =
+            if src.is_file() { (src.parent().unwrap_or(Path::new(".")), Some(src)) } else { (src, None) };
         for f in TOKENIZER_FILES {
-            let from = src.join(f);
+            let from = match (f, file) {
+                (&"tokenizer.json", Some(file)) => file.to_path_buf(),
+                _ => src_dir.join(f),
+            };
             if from.exists() && from != dir.join(f) {
                 let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
                 atomic::write_bytes(&dir.join(f), &bytes)?;

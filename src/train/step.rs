@@ -11,15 +11,12 @@ use tch::{Kind, Reduction, Tensor};
 /// Forward and backward of one micro-batch; gradients of `loss_sum * scale` accumulate into the
 /// parameters. Returns the summed (unscaled) loss of the micro-batch.
 pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool) -> f64 {
+    if !checkpointing {
+        let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
+        return head_loss(model, &hidden, &batch.targets, Some(scale));
+    }
     let rope = tch::no_grad(|| model.rope(&batch.positions, model.embed_tokens.kind()));
     let n = model.layers.len();
-    if !checkpointing {
-        let mut x = model.embed(&batch.ids);
-        for i in 0..n {
-            x = model.layer(i, &x, &rope, &batch.mask, None);
-        }
-        return head_backward(model, &model.final_norm(&x), &batch.targets, scale);
-    }
     let embedded = model.embed(&batch.ids);
     let mut inputs = Vec::with_capacity(n);
     let mut x = embedded.detach();
@@ -30,7 +27,7 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool)
         }
     });
     let top = x.detach().set_requires_grad(true);
-    let loss = head_backward(model, &model.final_norm(&top), &batch.targets, scale);
+    let loss = head_loss(model, &model.final_norm(&top), &batch.targets, Some(scale));
     let mut grad = top.grad();
     for i in (0..n).rev() {
         let input = inputs[i].detach().set_requires_grad(true);
@@ -46,12 +43,13 @@ pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool)
 /// only `[rows, vocab]` tensors alive, 64 MB with a 32k vocabulary instead of the whole batch's.
 const HEAD_CHUNK: i64 = 512;
 
-/// The loss at trained positions and its backward through the head, one chunk of rows at a
-/// time; the gradient for `hidden` is gathered on a detached copy and sent into the trunk once.
-/// Returns the summed (unscaled) loss.
-fn head_backward(model: &Llama, hidden: &Tensor, targets: &Tensor, scale: f64) -> f64 {
+/// The summed (unscaled) loss at trained positions, one chunk of rows of the LM head at a time.
+/// With `backward = Some(scale)` each chunk's `loss * scale` is back-propagated through the head
+/// as it is computed, and the gradient for `hidden` is gathered on a detached copy and sent into
+/// the trunk once; with `None` (evaluation, under no_grad) the losses are only summed.
+pub fn head_loss(model: &Llama, hidden: &Tensor, targets: &Tensor, backward: Option<f64>) -> f64 {
     let (rows, keep) = trained_rows(hidden, targets);
-    let leaf = rows.detach().set_requires_grad(true);
+    let leaf = if backward.is_some() { rows.detach().set_requires_grad(true) } else { rows.shallow_clone() };
     let wanted = targets.reshape([-1]).index_select(0, &keep);
     let mut total = 0.0;
     let n = leaf.size()[0];
@@ -60,11 +58,13 @@ fn head_backward(model: &Llama, hidden: &Tensor, targets: &Tensor, scale: f64) -
         let len = HEAD_CHUNK.min(n - start);
         let logits = model.lm_head(&leaf.narrow(0, start, len)).to_kind(Kind::Float);
         let loss = logits.cross_entropy_loss::<Tensor>(&wanted.narrow(0, start, len), None, Reduction::Sum, -100, 0.0);
-        (&loss * scale).backward();
+        if let Some(scale) = backward {
+            (&loss * scale).backward();
+        }
         total += loss.double_value(&[]);
         start += len;
     }
-    if n > 0 {
+    if backward.is_some() && n > 0 {
         (rows * leaf.grad().detach()).sum(Kind::Float).backward();
     }
     total
@@ -82,24 +82,5 @@ fn out_kind(x: &Tensor) -> Kind {
         Kind::Double
     } else {
         Kind::Float
-    }
-}
-
-/// Summed cross-entropy of the targets that are not ignored (no gradients: evaluation).
-pub fn head_loss(model: &Llama, hidden: &Tensor, targets: &Tensor) -> Tensor {
-    let (rows, keep) = trained_rows(hidden, targets);
-    let wanted = targets.reshape([-1]).index_select(0, &keep);
-    let sums: Vec<Tensor> = rows
-        .split(HEAD_CHUNK, 0)
-        .iter()
-        .zip(wanted.split(HEAD_CHUNK, 0))
-        .map(|(r, t)| {
-            model.lm_head(r).to_kind(Kind::Float).cross_entropy_loss::<Tensor>(&t, None, Reduction::Sum, -100, 0.0)
-        })
-        .collect();
-    if sums.is_empty() {
-        Tensor::zeros([], (Kind::Float, hidden.device()))
-    } else {
-        Tensor::stack(&sums, 0).sum(Kind::Float)
     }
 }

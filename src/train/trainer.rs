@@ -366,12 +366,8 @@ pub fn evaluate(model: &Llama, samples: &[Sample], cfg: &TrainConfig, pad_id: u3
     let refs: Vec<&Sample> = samples.iter().collect();
     for micro in refs.chunks(cfg.micro_batch_size) {
         let batch = make_batch(micro, cfg, pad_id, device);
-        let rope = model.rope(&batch.positions, model.embed_tokens.kind());
-        let mut x = model.embed(&batch.ids);
-        for i in 0..model.layers.len() {
-            x = model.layer(i, &x, &rope, &batch.mask, None);
-        }
-        sum += super::step::head_loss(model, &model.final_norm(&x), &batch.targets).double_value(&[]);
+        let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
+        sum += super::step::head_loss(model, &hidden, &batch.targets, None);
         count += batch.trained;
     }
     sum / count.max(1) as f64
