@@ -1,7 +1,7 @@
 //! Preemption: SIGTERM at a random step makes `vicuna train` save and exit 0, and `--resume auto`
-//! finishes with weights bit-identical to an uninterrupted run. SIGKILL at a random moment (also
-//! while a checkpoint is being written) leaves the previous checkpoints intact; resume skips a
-//! corrupted newest checkpoint and leftovers of an interrupted save, and still ends bit-identical.
+//! finishes with weights bit-identical to an uninterrupted run. SIGKILL while a checkpoint is
+//! provably half written (a test hook pauses saves) leaves the previous checkpoints intact; resume
+//! skips a corrupted newest checkpoint and the torn save, and still ends bit-identical.
 //! A change of batch geometry is refused with the key named.
 mod common;
 use common::*;
@@ -90,34 +90,44 @@ fn sigkill_during_checkpointing_leaves_a_usable_checkpoint() {
     let model = tiny_model(&s);
     let expected = uninterrupted(&s, &model);
     let out = s.path("killed");
-    // A checkpoint every step, so the kill has a good chance to land while one is being written.
     let a = args(&model, &out, &["--save-interval", "1", "--keep-checkpoints", "3"]);
-    let mut child = spawn(&a);
-    wait_for_steps(&out, random_step(), &mut child);
+    // Saves pause after each file they write (a test hook), so the kill provably lands in the
+    // middle of one: after the weights of step k are written, before its state.json and rename.
+    let k = random_step();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+        .args(&a)
+        .env("VICUNA_TEST_SAVE_DELAY_MS", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let root = out.join("checkpoints");
+    let half_done = format!(".step-{k:08}.tmp-{}", child.id());
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !root.join(&half_done).join("model.safetensors").exists() {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before saving step {k}");
+        assert!(Instant::now() < deadline, "timed out waiting for the save of step {k}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap();
     let _ = child.wait();
-    // Make the newest checkpoint corrupt and leave a half-written save behind: resume must skip both.
-    let root = out.join("checkpoints");
-    let mut dirs: Vec<_> = std::fs::read_dir(&root)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("step-"))
-        .collect();
-    dirs.sort();
-    let newest = dirs.last().unwrap().clone();
-    let weights = newest.join("model.safetensors");
+    assert!(root.join(&half_done).exists() && !root.join(format!("step-{k:08}")).exists(), "killed mid-save");
+    let previous = root.join(format!("step-{:08}", k - 1));
+    // Also make the newest complete checkpoint corrupt: resume must skip it and the torn save.
+    let weights = previous.join("model.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;
     std::fs::write(&weights, bytes).unwrap();
-    std::fs::create_dir_all(root.join(".step-99999999.tmp-1")).unwrap();
-    std::fs::write(root.join(".step-99999999.tmp-1/model.safetensors"), b"partial").unwrap();
     let mut resumed = a.clone();
     resumed.extend(["--resume".to_string(), "auto".to_string()]);
     let run = vicuna(&resumed.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let stderr = String::from_utf8_lossy(&run.stderr);
-    assert!(stderr.contains(&format!("warning: skipping checkpoint {}", newest.display())), "{stderr}");
+    assert!(stderr.contains(&format!("warning: skipping checkpoint {}", previous.display())), "{stderr}");
+    let before = root.join(format!("step-{:08}", k - 2));
+    assert!(stderr.contains(&format!("resuming from {}", before.display())), "{stderr}");
+    assert!(!root.join(&half_done).exists(), "the torn save is cleaned up");
     assert!(final_weights(&out) == expected, "resumed weights must be bit-identical to the uninterrupted run");
 }
 

@@ -82,6 +82,7 @@ pub fn save(
         for (name, tensors) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
             let (bytes, crc32) = write_safetensors(&tmp.join(name), tensors)?;
             state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
+            pause_for_tests();
         }
         crate::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
         sync_dir(&tmp)
@@ -106,6 +107,14 @@ pub fn save(
     sync_dir(root)?;
     prune(root, keep)?;
     Ok(final_dir)
+}
+
+/// Test hook: with `VICUNA_TEST_SAVE_DELAY_MS` set, a save pauses after each file it writes, so
+/// a test can kill the process while a save is provably half done (tests/train_preempt.rs).
+fn pause_for_tests() {
+    if let Some(ms) = std::env::var("VICUNA_TEST_SAVE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// Whether every element of `t` is finite (integer tensors always are).
