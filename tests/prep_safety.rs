@@ -5,7 +5,6 @@
 //! or counted, never a crash or an unnamed parser error.
 mod common;
 use common::*;
-use std::process::{Command, Stdio};
 
 fn raw(s: &Scratch) -> std::path::PathBuf {
     s.write(
@@ -132,37 +131,17 @@ fn a_full_disk_or_a_read_only_folder_gives_a_clean_error_and_no_partial_output()
     let record = r#"{"id": "ID", "conversations": [{"from": "human", "value": "Tell me about rivers."}, {"from": "gpt", "value": "Rivers carry water from high ground to the sea, shaping valleys as they go."}]}"#;
     let lines: Vec<String> = (0..4000).map(|i| record.replace("ID", &i.to_string())).collect();
     let input = s.write("many.jsonl", &lines.join("\n"));
-    let disk = tempfile::tempdir().unwrap();
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs", disk.path().to_str().unwrap()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|st| st.success());
-    if mounted {
-        let out = disk.path().join("out.jsonl");
+    if let Some(disk) = SmallDisk::mount("size=64k") {
+        let out = disk.dir.path().join("out.jsonl");
         let err = fails(&["prep", "clean", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
         assert!(err.contains("out.jsonl") && err.to_lowercase().contains("no space"), "{err}");
-        let left: Vec<_> = std::fs::read_dir(disk.path()).unwrap().collect();
-        let _ = Command::new("umount").arg(disk.path()).status();
+        let left: Vec<_> = std::fs::read_dir(disk.dir.path()).unwrap().collect();
         assert!(left.is_empty(), "a partial output or temporary file was left: {left:?}");
-    } else {
-        println!("skipped the full-disk case: cannot mount a small tmpfs here (needs root)");
     }
-    let ro = s.path("ro");
-    std::fs::create_dir(&ro).unwrap();
-    let ro_disk = tempfile::tempdir().unwrap();
-    let mounted_ro = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", ro_disk.path().to_str().unwrap()])
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|st| st.success());
-    if mounted_ro {
-        let out = ro_disk.path().join("out.jsonl");
+    if let Some(disk) = SmallDisk::mount("ro,size=64k") {
+        let out = disk.dir.path().join("out.jsonl");
         let err = fails(&["prep", "clean", input.to_str().unwrap(), "-o", out.to_str().unwrap()]);
-        let _ = Command::new("umount").arg(ro_disk.path()).status();
         assert!(err.contains("cannot create") && err.contains("out.jsonl"), "{err}");
-    } else {
-        println!("skipped the read-only case: cannot mount a read-only tmpfs here (needs root)");
     }
 }
 

@@ -47,6 +47,13 @@ fn run_fails(args: &[String]) -> String {
     fails(&args)
 }
 
+/// The model's embedding rows (`vocab_size` in its config.json).
+fn vocab_of(model: &Path) -> u64 {
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
+    config["vocab_size"].as_u64().unwrap()
+}
+
 fn checkpoints(out: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
         .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
@@ -76,9 +83,7 @@ fn encoded(s: &Scratch, model: &Path) -> PathBuf {
 fn an_id_outside_the_vocabulary_is_refused_at_load_naming_file_and_record() {
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    let vocab = config["vocab_size"].as_u64().unwrap();
+    let vocab = vocab_of(&model);
     let samples = std::fs::read_to_string(encoded(&s, &model)).unwrap();
     for (field, bad) in [("input_ids", vocab), ("labels", vocab + 7), ("labels", u64::MAX / 4)] {
         let mut lines: Vec<serde_json::Value> = samples.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -105,9 +110,7 @@ fn an_id_outside_the_vocabulary_is_refused_at_load_naming_file_and_record() {
 fn a_tokenizer_larger_than_the_model_is_refused_naming_both_sizes() {
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let config: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(model.join("config.json")).unwrap()).unwrap();
-    let vocab = config["vocab_size"].as_u64().unwrap();
+    let vocab = vocab_of(&model);
     // The same weights with the real Llama-2 tokenizer (32,000 tokens) beside them.
     let mismatched = s.path("mismatched");
     std::fs::create_dir(&mismatched).unwrap();
@@ -202,14 +205,10 @@ fn resume_identifies_data_and_model_by_content_and_refuses_changed_settings() {
     let first = with(&[], &model);
     ok(&first.iter().map(String::as_str).collect::<Vec<_>>());
     let step2 = out.join("checkpoints/step-00000002");
-    let resume_from = |extra: &[&str]| {
+    let resume = |extra: &[&str], model: &Path| {
         let mut e = vec!["--resume", step2.to_str().unwrap()];
         e.extend_from_slice(extra);
-        e.into_iter().map(String::from).collect::<Vec<String>>()
-    };
-    let resume = |extra: &[&str], model: &Path| {
-        let e = resume_from(extra);
-        with(&e.iter().map(String::as_str).collect::<Vec<_>>(), model)
+        with(&e, model)
     };
 
     // Settings that change the result are refused by name; --allow-change accepts one.
@@ -315,39 +314,12 @@ fn a_second_run_on_the_same_output_directory_is_refused_with_the_holders_pid() {
     );
 }
 
-/// A small tmpfs mounted for the test (root only); `None`, with the reason printed, elsewhere.
-struct SmallDisk {
-    dir: tempfile::TempDir,
-}
-
-impl SmallDisk {
-    fn mount(size: &str) -> Option<SmallDisk> {
-        let dir = tempfile::tempdir().unwrap();
-        let status = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs", dir.path().to_str().unwrap()])
-            .stderr(Stdio::null())
-            .status();
-        if status.is_ok_and(|s| s.success()) {
-            Some(SmallDisk { dir })
-        } else {
-            println!("skipped: cannot mount a small tmpfs here (needs root)");
-            None
-        }
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
-    }
-}
-
 #[test]
 fn a_checkpoint_save_on_a_full_disk_fails_cleanly_and_leaves_no_temporary_directory() {
     let s = Scratch::new();
     let model = tiny_model(&s);
     // The tiny model's checkpoint needs a few MB; the disk has less.
-    let Some(disk) = SmallDisk::mount("1m") else { return };
+    let Some(disk) = SmallDisk::mount("size=1m") else { return };
     let out = disk.dir.path().join("out");
     let err = run_fails(&short(&model, &out, &[]));
     assert!(err.contains("cannot save checkpoint step-00000001 in "), "{err}");

@@ -342,3 +342,31 @@ impl Drop for Served {
         let _ = self.child.wait();
     }
 }
+
+/// A small tmpfs mounted for a test (root only; `options` such as "size=1m" or "ro,size=64k"),
+/// unmounted when dropped. `None`, with the reason printed, where it cannot be mounted.
+pub struct SmallDisk {
+    pub dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    pub fn mount(options: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", options, "tmpfs", dir.path().to_str().unwrap()])
+            .stderr(std::process::Stdio::null())
+            .status();
+        if status.is_ok_and(|s| s.success()) {
+            Some(SmallDisk { dir })
+        } else {
+            println!("skipped: cannot mount a tmpfs ({options}) here (needs root)");
+            None
+        }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
