@@ -14,11 +14,11 @@ use vicuna::data::report::Report;
 use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
 use vicuna::data::template::{Template, TemplateName};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 use vicuna::model::config::Preset;
 use vicuna::model::device::{parse_device, Dtype};
 use vicuna::model::generate::Sampling;
 use vicuna::model::inference::Engine;
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
 
 /// jemalloc serves every allocation of the process, libtorch's included: with unprefixed symbols
 /// it replaces glibc's malloc for the shared libraries too. glibc's heap kept freed activation
@@ -673,7 +673,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Prep(prep) => run_prep(prep),
         Command::Tokenizer(TokenizerCommand::Train { inputs, output, vocab_size }) => {
             let texts = vicuna::data::convert::texts(&inputs)?;
-            vicuna::model::bpe_train::train(&texts, vocab_size, &output)?;
+            vicuna::data::tokenizer::bpe_train::train(&texts, vocab_size, &output)?;
             println!("trained a {vocab_size}-token BPE tokenizer on {} texts into {}", texts.len(), output.display());
             Ok(())
         }
@@ -787,7 +787,7 @@ fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
 
 fn run_prep(prep: Prep) -> Result<()> {
     let (inputs, outputs) = prep_files(&prep);
-    vicuna::atomic::ensure_distinct(&inputs, &outputs)?;
+    vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
         let loaded = prep.split.tokens.load()?;
@@ -912,7 +912,7 @@ fn report(out: &OutputArgs, reports: &[Report]) -> Result<()> {
 }
 
 fn write_report(path: &Path, json: &str) -> Result<()> {
-    vicuna::atomic::write_bytes(path, format!("{json}\n").as_bytes())
+    vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
@@ -1044,7 +1044,7 @@ fn run_eval(command: EvalCommand) -> Result<()> {
                 eprintln!("warning: {message}");
             }
             let answers = questions::reorganize(loaded.records());
-            vicuna::atomic::write_file(&output, |w| questions::write_answers(w, &answers))?;
+            vicuna::util::atomic::write_file(&output, |w| questions::write_answers(w, &answers))?;
             println!("imported {} answers into {}", answers.len(), output.display());
             Ok(())
         }
@@ -1132,7 +1132,7 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             let r = report::build_report(&records, &report::ReportOptions { judge, baseline, models: None })?;
             if let Some(path) = &chart {
                 let svg = r.chart_svg().context("no per-category scores to chart")?;
-                vicuna::atomic::write_bytes(path, svg.as_bytes())?;
+                vicuna::util::atomic::write_bytes(path, svg.as_bytes())?;
             }
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);

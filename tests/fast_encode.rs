@@ -1,4 +1,4 @@
-//! The fast Llama-2 encoder (`vicuna::model::fast_encode`) against the plain `tokenizers` encoder:
+//! The fast Llama-2 encoder (the tokenizer's private fast path) against the plain `tokenizers` encoder:
 //! with the real Llama-2 tokenizer the fast path is taken and gives the same ids and the same byte
 //! offsets on every turn and rendered conversation of the bundled example and on thousands of
 //! random strings (spaces, tabs, newlines, CJK, emoji, combining marks, special-token spellings,
@@ -7,10 +7,9 @@
 mod common;
 use common::*;
 use vicuna::data::conversation::Conversation;
-use vicuna::data::select::SplitMix64;
 use vicuna::data::template::{Template, TemplateName};
-use vicuna::model::fast_encode::FastEncoder;
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::util::rng::SplitMix64;
 
 fn load(dir: &std::path::Path) -> Tokenizer {
     Tokenizer::load(dir, &SpecialOverrides::default()).expect("load tokenizer")
@@ -22,28 +21,25 @@ fn bundled() -> Vec<Conversation> {
     (0..file.len()).map(|i| Conversation::parse(file.record(i), i).unwrap()).collect()
 }
 
-/// Asserts that the fast encoder and `Tokenizer::encode` both equal the plain encoder on `text`.
-fn assert_same(tokenizer: &Tokenizer, fast: &FastEncoder, text: &str) {
+/// Asserts that `Tokenizer::encode` (the fast path) equals the plain encoder on `text`.
+fn assert_same(tokenizer: &Tokenizer, text: &str) {
     let plain = tokenizer.inner().encode(text, false).expect("plain encode");
-    let got = fast.encode(text).expect("fast encode");
+    let got = tokenizer.encode(text).expect("Tokenizer::encode");
     assert_eq!(got.ids, plain.get_ids(), "ids differ on {text:?}");
     assert_eq!(got.offsets, plain.get_offsets(), "offsets differ on {text:?}");
-    let via = tokenizer.encode(text).expect("Tokenizer::encode");
-    assert_eq!(via, got, "Tokenizer::encode differs on {text:?}");
 }
 
-fn llama2() -> (Tokenizer, FastEncoder) {
+fn llama2() -> Tokenizer {
     let tokenizer = load(&real_tokenizer("llama2"));
     if std::env::var_os("VICUNA_NO_FAST_TOKENIZER").is_none() {
-        assert!(tokenizer.is_fast(), "the Llama-2 tokenizer must take the fast path");
+        assert!(tokenizer.is_fast(), "no fast path for Llama-2: {:?}", tokenizer.slow_because());
     }
-    let fast = FastEncoder::try_new(tokenizer.inner()).unwrap_or_else(|why| panic!("no fast path for Llama-2: {why}"));
-    (tokenizer, fast)
+    tokenizer
 }
 
 #[test]
 fn llama2_bundled_example_is_identical() {
-    let (tokenizer, fast) = llama2();
+    let tokenizer = llama2();
     let templates: Vec<Template> = [TemplateName::VicunaV11, TemplateName::VicunaV0, TemplateName::Llama2]
         .into_iter()
         .map(|name| Template::new(name, &tokenizer).unwrap())
@@ -51,16 +47,16 @@ fn llama2_bundled_example_is_identical() {
     let mut compared = 0;
     for c in bundled() {
         for t in &c.turns {
-            assert_same(&tokenizer, &fast, &t.text);
+            assert_same(&tokenizer, &t.text);
             compared += 1;
         }
         if let Some(system) = &c.system {
-            assert_same(&tokenizer, &fast, system);
+            assert_same(&tokenizer, system);
             compared += 1;
         }
         for template in &templates {
             let rendered = template.render(c.system.as_deref(), &c.turns).unwrap();
-            assert_same(&tokenizer, &fast, &rendered.text);
+            assert_same(&tokenizer, &rendered.text);
             compared += 1;
         }
     }
@@ -197,12 +193,12 @@ fn random_text(rng: &mut SplitMix64) -> String {
 
 #[test]
 fn llama2_random_strings_are_identical() {
-    let (tokenizer, fast) = llama2();
+    let tokenizer = llama2();
     let mut rng = SplitMix64::new(0x5eed_f00d);
     let n = 5000;
     for _ in 0..n {
         let text = random_text(&mut rng);
-        assert_same(&tokenizer, &fast, &text);
+        assert_same(&tokenizer, &text);
     }
     // Edge cases spelled out.
     for text in [
@@ -229,7 +225,7 @@ fn llama2_random_strings_are_identical() {
         "中文 中文",
         "a  b   c    d",
     ] {
-        assert_same(&tokenizer, &fast, text);
+        assert_same(&tokenizer, text);
     }
     eprintln!("random strings: {n} identical");
 }
@@ -238,11 +234,11 @@ fn llama2_random_strings_are_identical() {
 fn other_tokenizers_fall_back() {
     let llama3 = load(&real_tokenizer("llama3"));
     assert!(!llama3.is_fast(), "Llama-3 (byte-level BPE with a pre-tokenizer) must use the plain encoder");
-    let why = FastEncoder::try_new(llama3.inner()).err().expect("no fast path for Llama-3");
+    let why = llama3.slow_because().expect("no fast path for Llama-3");
     eprintln!("llama3 falls back: {why}");
     let tiny = load(tiny_tokenizer());
     assert!(!tiny.is_fast(), "the trained byte-level tokenizer must use the plain encoder");
-    let why = FastEncoder::try_new(tiny.inner()).err().expect("no fast path for the tiny tokenizer");
+    let why = tiny.slow_because().expect("no fast path for the tiny tokenizer");
     eprintln!("tiny falls back: {why}");
 }
 

@@ -9,7 +9,7 @@ use vicuna::data::clean::repair_structure;
 use vicuna::data::conversation::Conversation;
 use vicuna::data::encode::{encode, IGNORE};
 use vicuna::data::template::{Template, TemplateName};
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 
 fn fixture() -> Vec<serde_json::Value> {
     let text = std::fs::read_to_string(repo().join("tests/fixtures/fastchat_vicuna_v1_1_llama2.json")).unwrap();

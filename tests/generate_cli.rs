@@ -22,7 +22,7 @@ fn generate_renders_the_prompt_with_the_template_and_samples_reproducibly() {
 
     let greedy = generate(&model, &["--prompt", "Hello there"]);
     let tokenizer =
-        vicuna::model::tokenizer::Tokenizer::load(std::path::Path::new(&model), &Default::default()).unwrap();
+        vicuna::data::tokenizer::Tokenizer::load(std::path::Path::new(&model), &Default::default()).unwrap();
     let want = tokenizer.encode("<s><|im_start|>user\nHello there<|im_end|>\n<|im_start|>assistant\n").unwrap().ids;
     let got: Vec<u32> = serde_json::from_value(greedy[0]["prompt_ids"].clone()).unwrap();
     assert_eq!(got, want, "the prompt is the chatml rendering up to the answer");

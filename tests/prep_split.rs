@@ -6,7 +6,7 @@ mod common;
 use common::*;
 use vicuna::data::conversation::{Conversation, Role};
 use vicuna::data::template::{Template, TemplateName};
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 
 fn conversations(path: &std::path::Path) -> Vec<Conversation> {
     let file = vicuna::data::records::RecordFile::open(path).unwrap();

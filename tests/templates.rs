@@ -6,9 +6,9 @@ mod common;
 use common::*;
 use vicuna::data::conversation::{Conversation, Role, Turn};
 use vicuna::data::encode::{encode, IGNORE};
-use vicuna::data::select::SplitMix64;
 use vicuna::data::template::{Template, TemplateName};
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::util::rng::SplitMix64;
 
 const ALL: [TemplateName; 6] = [
     TemplateName::VicunaV11,
@@ -109,7 +109,7 @@ fn random_conversations(n: usize, seed: u64) -> Vec<Conversation> {
         "[INST]",
     ];
     let mut rng = SplitMix64::new(seed);
-    let mut text = |rng: &mut SplitMix64| -> String {
+    let text = |rng: &mut SplitMix64| -> String {
         let n = 1 + rng.below(12);
         let mut s: String = (0..n).map(|_| words[rng.below(words.len())]).collect::<Vec<_>>().join(" ");
         if rng.below(4) == 0 {

@@ -3,10 +3,11 @@
 mod common;
 use common::*;
 use tch::{Device, Kind, Tensor};
-use vicuna::data::loader::{load_samples, packed_batch, padded_batch, trained_targets};
+use vicuna::data::loader::{load_samples, trained_targets};
 use vicuna::data::template::{Template, TemplateName};
-use vicuna::model::tokenizer::{SpecialOverrides, Tokenizer};
+use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 use vicuna::model::weights::load_model;
+use vicuna::train::batch::{packed_batch, padded_batch};
 use vicuna::train::step::micro_step;
 
 #[test]

@@ -94,7 +94,7 @@ fn three_steps_match_transformers_and_torch_adamw() {
 
     // Every parameter's gradient after step 1 (before clipping), from the trainer's own micro-step.
     let theirs = tensors(&reference.join("grads_step1.safetensors"));
-    let tokenizer = vicuna::model::tokenizer::Tokenizer::load(&model, &Default::default()).unwrap();
+    let tokenizer = vicuna::data::tokenizer::Tokenizer::load(&model, &Default::default()).unwrap();
     let pad_id = tokenizer.pad.as_ref().map_or(0, |p| p.id);
     let template =
         vicuna::data::template::Template::new(vicuna::data::template::TemplateName::Chatml, &tokenizer).unwrap();
@@ -107,7 +107,7 @@ fn three_steps_match_transformers_and_torch_adamw() {
             let _ = p.shallow_clone().set_requires_grad(true);
         }
         for micro in step1.chunks(2) {
-            let batch = vicuna::data::loader::padded_batch(micro, pad_id, tch::Device::Cpu);
+            let batch = vicuna::train::batch::padded_batch(micro, pad_id, tch::Device::Cpu);
             vicuna::train::step::micro_step(&ours, &batch, 1.0 / trained as f64, checkpointing);
         }
         let grads: std::collections::BTreeMap<String, tch::Tensor> =

@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn random_and_truncated_records_never_panic() {
-        use crate::data::select::SplitMix64;
+        use crate::util::rng::SplitMix64;
         let html = r#"<div class="markdown prose w-full break-words dark:prose-invert light"><p>Use <code>x</code>:</p><pre><div class="bg-black"><div class="flex"><span>rust</span><button>Copy code</button></div><div><code class="!whitespace-pre hljs language-rust">fn main() {\n\tprintln!(&quot;&lt;hi&gt;&quot;);\n}</code></div></div></pre><ol start="2"><li>a<ul><li>b</li></ul></li></ol><table><tr><td>1</td></tr></table></div>"#;
         let record = format!(
             r#"{{"id": "x", "conversations": [{{"from": "human", "value": "1 / 2Hi &amp; bye"}}, {{"from": "gpt", "value": "{}"}}]}}"#,

@@ -6,7 +6,7 @@
 use super::conversation::Conversation;
 use super::report::Reason;
 use super::template::{Rendered, Template};
-use crate::model::tokenizer::{Encoding, Tokenizer};
+use crate::data::tokenizer::{Encoding, Tokenizer};
 use anyhow::Result;
 use serde::{Deserialize, Serialize};
 use std::ops::Range;

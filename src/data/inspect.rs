@@ -5,7 +5,7 @@
 use super::conversation::Conversation;
 use super::encode::{label, IGNORE};
 use super::template::Template;
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
 use anyhow::Result;
 use std::fmt::Write;
 

@@ -1,25 +1,15 @@
-//! Training batches. Samples (`{input_ids, labels}`) come from `prep encode` output or are
-//! encoded from conversations on load. Which samples an optimizer step trains on is a pure
-//! function of (seed, epoch, position): a seeded shuffle per epoch, grouped by length in
-//! megabatches of 50 global batches (as the Hugging Face `LengthGroupedSampler`), so resuming at
-//! any step needs no replay and a step holds the same samples whatever the micro-batch size.
-//! Micro-batches are padded to their longest sample, or packed: several samples per row, each with
-//! its own positions and attention confined to itself.
+//! Training samples: `{id, input_ids, labels}` from `prep encode` output, or encoded from
+//! conversations on load, checked against the model's vocabulary; their next-token targets; and a
+//! fingerprint of the whole set by content, which checkpoints record.
 use super::conversation::Fields;
 use super::encode::{Sample, IGNORE};
 use super::pipeline::{run_into, Plan, Read, TokenStages};
 use super::records::RecordFile;
 use super::report::{Reason, Report};
-use super::select::SplitMix64;
 use super::template::Template;
-use crate::model::llama::Mask;
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
-use tch::{Device, Kind, Tensor};
-
-/// Megabatch size in global batches for length grouping.
-const MEGABATCH: usize = 50;
 
 /// Loads samples from `path`: JSON Lines of `{id, input_ids, labels}` (as `prep encode` writes),
 /// or conversations encoded here with `tokenizer` and `template`, truncated to `max_len`. Every id
@@ -117,178 +107,4 @@ pub fn targets(s: &Sample) -> Vec<i64> {
 /// Number of trained targets of a sample (what the loss is averaged over).
 pub fn trained_targets(s: &Sample) -> usize {
     s.labels.iter().skip(1).filter(|&&l| l != IGNORE).count()
-}
-
-/// The order of samples: a pure function of the seed, the epoch and the position in it.
-#[derive(Debug, Clone)]
-pub struct Sampler {
-    lengths: Vec<usize>,
-    /// Samples per optimizer step, over all processes and micro-batches.
-    pub global_batch: usize,
-    pub seed: u64,
-    pub group_by_length: bool,
-}
-
-impl Sampler {
-    /// A sampler over samples of `lengths`.
-    pub fn new(lengths: Vec<usize>, global_batch: usize, seed: u64, group_by_length: bool) -> Sampler {
-        Sampler { lengths, global_batch: global_batch.max(1), seed, group_by_length }
-    }
-
-    /// Optimizer steps per epoch (the last one may hold fewer samples).
-    pub fn steps_per_epoch(&self) -> usize {
-        self.lengths.len().div_ceil(self.global_batch)
-    }
-
-    /// Sample indices of every step of `epoch`, in order: a seeded shuffle; with length grouping,
-    /// megabatches sorted by length (stable, so equal lengths keep their shuffled order), cut into
-    /// global batches whose order is shuffled again, so no two epochs repeat even when the whole
-    /// data set fits in one megabatch.
-    pub fn epoch(&self, epoch: usize) -> Vec<Vec<usize>> {
-        let n = self.lengths.len();
-        let mut rng = SplitMix64::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        let mut order: Vec<usize> = (0..n).collect();
-        shuffle(&mut order, &mut rng);
-        if !self.group_by_length {
-            return order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
-        }
-        for mega in order.chunks_mut(MEGABATCH * self.global_batch) {
-            mega.sort_by(|&a, &b| self.lengths[b].cmp(&self.lengths[a]));
-        }
-        let mut batches: Vec<Vec<usize>> = order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
-        shuffle(&mut batches, &mut rng);
-        batches
-    }
-}
-
-/// Fisher-Yates with the project's portable generator.
-fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..items.len()).rev() {
-        items.swap(i, rng.below(i + 1));
-    }
-}
-
-/// One micro-batch on the device: ids and next-token targets `[rows, len]`, positions, mask.
-pub struct Batch {
-    pub ids: Tensor,
-    pub targets: Tensor,
-    pub positions: Tensor,
-    pub mask: Mask,
-    /// Targets that are not ignored.
-    pub trained: usize,
-    /// Tokens that are not padding.
-    pub tokens: usize,
-}
-
-/// Right-pads `samples` to the longest; causal attention keeps padding out of real tokens' view.
-pub fn padded_batch(samples: &[&Sample], pad_id: u32, device: Device) -> Batch {
-    let len = samples.iter().map(|s| s.input_ids.len()).max().unwrap_or(1);
-    let rows: Vec<Vec<&Sample>> = samples.iter().map(|&s| vec![s]).collect();
-    let (ids, tgt, pos, _) = layout(&rows, len, pad_id);
-    let b = samples.len() as i64;
-    finish(ids, tgt, pos, b, len as i64, Mask::Causal, samples, device)
-}
-
-/// Packs `samples` (in order) into rows of at most `max_len` tokens, first fit; each row attends
-/// block-diagonally (a token sees only earlier tokens of its own sample).
-pub fn packed_batch(samples: &[&Sample], max_len: usize, pad_id: u32, device: Device) -> Batch {
-    let mut rows: Vec<Vec<&Sample>> = Vec::new();
-    let mut fill: Vec<usize> = Vec::new();
-    for &s in samples {
-        let n = s.input_ids.len();
-        match fill.iter().position(|&f| f + n <= max_len) {
-            Some(r) => {
-                rows[r].push(s);
-                fill[r] += n;
-            }
-            None => {
-                rows.push(vec![s]);
-                fill.push(n);
-            }
-        }
-    }
-    let len = fill.iter().copied().max().unwrap_or(1);
-    let (ids, tgt, pos, seg) = layout(&rows, len, pad_id);
-    let (b, t) = (rows.len() as i64, len as i64);
-    let seg = Tensor::from_slice(&seg).view([b, t]);
-    let same = seg.unsqueeze(2).eq_tensor(&seg.unsqueeze(1));
-    let causal = Tensor::ones([t, t], (Kind::Bool, Device::Cpu)).tril(0);
-    let mask = same.logical_and(&causal).unsqueeze(1).to_device(device);
-    finish(ids, tgt, pos, b, t, Mask::Explicit(mask), samples, device)
-}
-
-/// Flat ids, targets, positions and segment numbers of rows laid out to `len`.
-fn layout(rows: &[Vec<&Sample>], len: usize, pad_id: u32) -> (Vec<i64>, Vec<i64>, Vec<i64>, Vec<i64>) {
-    let n = rows.len() * len;
-    let (mut ids, mut tgt, mut pos, mut seg) =
-        (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
-    for row in rows {
-        let mut used = 0;
-        for (k, s) in row.iter().enumerate() {
-            ids.extend(s.input_ids.iter().map(|&i| i64::from(i)));
-            tgt.extend(targets(s));
-            pos.extend(0..s.input_ids.len() as i64);
-            seg.extend(std::iter::repeat_n(k as i64, s.input_ids.len()));
-            used += s.input_ids.len();
-        }
-        // Padding: its own segment, ignored targets.
-        ids.extend(std::iter::repeat_n(i64::from(pad_id), len - used));
-        tgt.extend(std::iter::repeat_n(IGNORE, len - used));
-        pos.extend(0..(len - used) as i64);
-        seg.extend(std::iter::repeat_n(-1, len - used));
-    }
-    (ids, tgt, pos, seg)
-}
-
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    ids: Vec<i64>,
-    tgt: Vec<i64>,
-    pos: Vec<i64>,
-    b: i64,
-    t: i64,
-    mask: Mask,
-    samples: &[&Sample],
-    device: Device,
-) -> Batch {
-    Batch {
-        ids: Tensor::from_slice(&ids).view([b, t]).to_device(device),
-        targets: Tensor::from_slice(&tgt).view([b, t]).to_device(device),
-        positions: Tensor::from_slice(&pos).view([b, t]).to_device(device),
-        mask,
-        trained: samples.iter().map(|s| trained_targets(s)).sum(),
-        tokens: samples.iter().map(|s| s.input_ids.len()).sum(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sampler_is_a_pure_function_and_covers_each_epoch() {
-        let lengths: Vec<usize> = (0..103).map(|i| (i * 37) % 50 + 1).collect();
-        let s = Sampler::new(lengths, 8, 5, true);
-        assert_eq!(s.steps_per_epoch(), 13);
-        let e0 = s.epoch(0);
-        assert_eq!(e0, s.epoch(0));
-        assert_ne!(e0, s.epoch(1));
-        let mut all: Vec<usize> = e0.concat();
-        all.sort_unstable();
-        assert_eq!(all, (0..103).collect::<Vec<_>>());
-        assert_eq!(e0.iter().filter(|b| b.len() == 8).count(), 12, "all but one step are full");
-        let plain = Sampler::new((0..103).map(|i| (i * 37) % 50 + 1).collect(), 8, 5, false);
-        assert_eq!(plain.epoch(3), plain.epoch(3));
-        assert_eq!(plain.epoch(3).last().unwrap().len(), 103 - 12 * 8);
-    }
-
-    #[test]
-    fn length_grouping_keeps_similar_lengths_together() {
-        let lengths: Vec<usize> = (0..64).map(|i| if i % 2 == 0 { 10 } else { 500 }).collect();
-        let s = Sampler::new(lengths.clone(), 8, 1, true);
-        for batch in s.epoch(0) {
-            let first = lengths[batch[0]];
-            assert!(batch.iter().all(|&i| lengths[i] == first), "a step mixes short and long samples: {batch:?}");
-        }
-    }
 }

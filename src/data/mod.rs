@@ -1,5 +1,6 @@
-//! Data: from raw dumps to clean conversations (and, as later stages land, to token ids, labels
-//! and batches). Each stage owns its module; `pipeline` runs them over files in parallel.
+//! Data: from raw dumps to clean conversations, to token ids and labels (with the tokenizer), and
+//! the order in which training sees them. Each stage owns its module; `pipeline` runs them over
+//! files in parallel. Depends only on `util`.
 pub mod clean;
 pub mod conversation;
 pub mod convert;
@@ -13,8 +14,10 @@ pub mod ops;
 pub mod pipeline;
 pub mod records;
 pub mod report;
+pub mod sampler;
 pub mod select;
 pub mod split;
 pub mod stats;
 pub mod template;
+pub mod tokenizer;
 pub mod writer;

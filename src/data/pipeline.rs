@@ -14,9 +14,9 @@ use super::report::{Reason, Report};
 use super::split::{self, SplitOptions};
 use super::template::Template;
 use super::writer::RecordWriter;
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
+use crate::util::progress::progress_bar;
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -251,15 +251,4 @@ fn is_malformed(reason: Reason) -> bool {
         reason,
         Reason::NotAnObject | Reason::BadId | Reason::MissingConversations | Reason::BadTurn | Reason::UnknownRole
     )
-}
-
-/// A bar with rate and ETA on stderr; indicatif hides it when stderr is not a terminal.
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
-    let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} records {per_sec} ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_message(what.to_string());
-    bar
 }

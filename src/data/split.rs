@@ -6,7 +6,7 @@
 //! token boundary) or dropped, by flag, and counted. Segments are `{id}_{k}`.
 use super::conversation::{Conversation, Turn};
 use super::template::Template;
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
 use anyhow::Result;
 
 /// What to do with one user-assistant pair that does not fit in `max_len` tokens on its own.

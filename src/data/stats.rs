@@ -7,7 +7,7 @@ use super::encode::encode;
 use super::records::RecordFile;
 use super::report::Reason;
 use super::template::Template;
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
 use rayon::prelude::*;
 use serde::Serialize;
 use std::collections::BTreeMap;

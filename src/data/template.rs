@@ -5,7 +5,7 @@
 //! minijinja, as `transformers`' `apply_chat_template` does. BOS and EOS are the tokenizer's
 //! (for Llama-2 that is FastChat's literal `<s>` and `</s>`), so one template fits any tokenizer.
 use super::conversation::{Role, Turn};
-use crate::model::tokenizer::Tokenizer;
+use crate::data::tokenizer::Tokenizer;
 use anyhow::{anyhow, bail, Context, Result};
 use std::ops::Range;
 

@@ -23,7 +23,7 @@ impl RecordWriter {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
-        let tmp = crate::atomic::temp_path(path);
+        let tmp = crate::util::atomic::temp_path(path);
         let file = File::create(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
         Ok(RecordWriter {
             path: path.to_path_buf(),
@@ -70,7 +70,7 @@ impl RecordWriter {
         file.sync_all().with_context(|| format!("cannot sync {}", tmp.display()))?;
         std::fs::rename(&tmp, &self.path)
             .with_context(|| format!("cannot rename {} to {}", tmp.display(), self.path.display()))?;
-        crate::atomic::sync_parent(&self.path);
+        crate::util::atomic::sync_parent(&self.path);
         Ok(self.count)
     }
 }

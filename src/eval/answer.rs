@@ -37,7 +37,7 @@ pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, 
         let t = options.temperature.unwrap_or_else(|| default_temperature(&q.category));
         groups.entry(t.to_bits()).or_default().push(q);
     }
-    let bar = crate::data::pipeline::progress_bar(todo.len() as u64, "answer");
+    let bar = crate::util::progress::progress_bar(todo.len() as u64, "answer");
     let mut new = Vec::with_capacity(todo.len());
     for (bits, group) in groups {
         let sampling = Sampling {
@@ -55,7 +55,7 @@ pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, 
     let count = new.len();
     done.extend(new);
     let sorted = reorganize(done);
-    crate::atomic::write_file(out, |w| write_answers(w, &sorted))?;
+    crate::util::atomic::write_file(out, |w| write_answers(w, &sorted))?;
     Ok(count)
 }
 

@@ -115,7 +115,7 @@ pub fn judge(
         .append(true)
         .open(out)
         .with_context(|| format!("cannot open {}", out.display()))?;
-    let bar = crate::data::pipeline::progress_bar(todo.len() as u64, "judge");
+    let bar = crate::util::progress::progress_bar(todo.len() as u64, "judge");
     let queue = Arc::new(Mutex::new(todo));
     let (tx, rx) = mpsc::channel::<(Result<Judgment>, usize)>();
     std::thread::scope(|scope| -> Result<()> {

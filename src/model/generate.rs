@@ -4,7 +4,7 @@
 //! their order: repetition penalty, temperature, top-k, top-p; temperature 0 is greedy (argmax,
 //! first maximum on ties). Rows stop on an EOS id or a stop string.
 use super::llama::{KvCache, Llama, Mask};
-use crate::data::select::SplitMix64;
+use crate::util::rng::SplitMix64;
 use anyhow::{bail, Result};
 use tch::{Kind, Tensor};
 

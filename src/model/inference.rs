@@ -2,10 +2,10 @@
 //! prompts rendered exactly as in training, and generation stopped where the template ends an
 //! answer. Shared by `vicuna generate`, `vicuna chat` and evaluation.
 use super::generate::{generate, Sampling, Stops};
-use super::tokenizer::{SpecialOverrides, Tokenizer};
 use super::weights::{load_model, Loaded};
 use crate::data::conversation::Turn;
 use crate::data::template::{Template, TemplateName};
+use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use anyhow::Result;
 use std::path::Path;
 use tch::{Device, Kind};

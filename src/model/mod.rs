@@ -1,11 +1,8 @@
 //! The LLaMA model family on libtorch (tch): device selection now; config, layers, weights and
 //! generation as they land.
-pub mod bpe_train;
 pub mod config;
 pub mod device;
-pub mod fast_encode;
 pub mod generate;
 pub mod inference;
 pub mod llama;
-pub mod tokenizer;
 pub mod weights;

@@ -6,7 +6,7 @@
 //! tokenizer files, so `transformers` loads the directory unchanged.
 use super::config::Config;
 use super::llama::Llama;
-use crate::atomic;
+use crate::util::atomic;
 use anyhow::{bail, Context, Result};
 use safetensors::{Dtype, SafeTensors};
 use std::collections::BTreeMap;

@@ -84,7 +84,7 @@ pub fn save(
             state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
             pause_for_tests();
         }
-        crate::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
+        crate::util::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
         sync_dir(&tmp)
     })();
     if let Err(e) = written {

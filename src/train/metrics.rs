@@ -55,7 +55,7 @@ impl Log {
                 }
             }
             if kept.len() != text.len() {
-                crate::atomic::write_bytes(&path, kept.as_bytes())?;
+                crate::util::atomic::write_bytes(&path, kept.as_bytes())?;
             }
         }
         let file = OpenOptions::new()
@@ -83,7 +83,7 @@ impl Log {
 
     /// Writes `loss.svg`: training loss per step, and eval loss where measured.
     pub fn plot(&self) -> Result<()> {
-        crate::atomic::write_bytes(&self.dir.join("loss.svg"), svg(&self.points).as_bytes())
+        crate::util::atomic::write_bytes(&self.dir.join("loss.svg"), svg(&self.points).as_bytes())
     }
 }
 

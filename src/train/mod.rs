@@ -1,6 +1,7 @@
 //! Training: the loop (`trainer`), its parts (one micro-step with the loss and gradient
 //! checkpointing, AdamW, the learning-rate schedule), and what makes a run survive preemption
 //! (durable checkpoints, the stop signal). Recipes are TOML files whose keys are also flags.
+pub mod batch;
 pub mod checkpoint;
 pub mod metrics;
 pub mod optim;

@@ -4,7 +4,7 @@
 //! world size never change the result. With gradient checkpointing the model is walked as in
 //! llm.c: forward under no_grad keeping each layer's input, then, last layer first, recompute the
 //! layer with grad and back-propagate `(out * grad_out).sum()`.
-use crate::data::loader::Batch;
+use super::batch::Batch;
 use crate::model::llama::Llama;
 use tch::{Kind, Reduction, Tensor};
 

@@ -9,6 +9,7 @@
 //! checkpoints (so a resume on replaced data or changed settings is refused by key), and stops
 //! with an error at the first non-finite loss or gradient norm, before the bad update is applied
 //! or saved.
+use super::batch::{packed_batch, padded_batch, Batch};
 use super::checkpoint::{self, TrainState, STATE_VERSION};
 use super::metrics::{self, StepMetrics};
 use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
@@ -17,14 +18,15 @@ use super::recipe::TrainConfig;
 use super::schedule::lr_at;
 use super::step::micro_step;
 use crate::data::encode::Sample;
-use crate::data::loader::{fingerprint, load_samples, packed_batch, padded_batch, trained_targets, Batch, Sampler};
+use crate::data::loader::{fingerprint, load_samples, trained_targets};
+use crate::data::sampler::Sampler;
 use crate::data::template::Template;
-use crate::lock::Lock;
+use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use crate::model::config::Config;
 use crate::model::device::parse_device;
 use crate::model::llama::Llama;
-use crate::model::tokenizer::{SpecialOverrides, Tokenizer};
 use crate::model::weights::{identity, load_model, save_model, Loaded};
+use crate::util::lock::Lock;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -187,7 +189,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     if !changes.is_empty() {
         log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
     }
-    let bar = crate::data::pipeline::progress_bar(total_steps as u64, "train");
+    let bar = crate::util::progress::progress_bar(total_steps as u64, "train");
     bar.set_position(state.step as u64);
     let started = Instant::now();
     let mut last_save = Instant::now();

@@ -106,7 +106,7 @@ pub fn tiny_tokenizer() -> &'static Path {
         let dir = tempfile::tempdir().expect("temporary directory");
         let corpus = repo().join("tests/golden/sharegpt_raw_example.clean.json");
         let texts = vicuna::data::convert::texts(&[corpus]).expect("read corpus");
-        vicuna::model::bpe_train::train(&texts, 600, dir.path()).expect("train tokenizer");
+        vicuna::data::tokenizer::bpe_train::train(&texts, 600, dir.path()).expect("train tokenizer");
         dir
     })
     .path()

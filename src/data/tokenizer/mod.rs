@@ -4,10 +4,14 @@
 //! `config.json` (token ids), then the tokenizer's own added tokens, with flags to override.
 //! Text is always encoded without adding special tokens: templates write BOS and end-of-turn
 //! tokens into the text themselves, so what is trained is exactly what inference sees.
-//! Llama-2-style tokenizers encode through [`FastEncoder`] (same ids and offsets, much faster);
-//! set `VICUNA_NO_FAST_TOKENIZER=1` to force the plain `tokenizers` encoder (for comparisons).
-use super::fast_encode::FastEncoder;
+//! Llama-2-style tokenizers encode through an exact fast path (the private submodule `fast`: same
+//! ids and offsets, much faster); set `VICUNA_NO_FAST_TOKENIZER=1` to force the plain `tokenizers`
+//! encoder (for comparisons). `bpe_train` trains small byte-level tokenizers for tiny models.
+pub mod bpe_train;
+mod fast;
+
 use anyhow::{anyhow, bail, Context, Result};
+use fast::FastEncoder;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
@@ -47,8 +51,8 @@ pub struct Tokenizer {
     pub pad: Option<Special>,
     /// The tokenizer's own Jinja chat template (`tokenizer_config.json`), if it has one.
     pub chat_template: Option<String>,
-    /// The exact fast path, when it applies to this tokenizer (see `fast_encode`).
-    fast: Option<FastEncoder>,
+    /// The exact fast path, or why it does not apply to this tokenizer (see the `fast` module).
+    fast: std::result::Result<FastEncoder, String>,
 }
 
 impl Tokenizer {
@@ -73,8 +77,8 @@ impl Tokenizer {
         let model = read_json(&dir.join("config.json"))?;
         // VICUNA_NO_FAST_TOKENIZER=1 keeps the plain encoder, to check the fast one against it.
         let fast = match std::env::var_os("VICUNA_NO_FAST_TOKENIZER") {
-            Some(v) if !v.is_empty() && v != "0" => None,
-            _ => FastEncoder::new(&inner),
+            Some(v) if !v.is_empty() && v != "0" => Err("VICUNA_NO_FAST_TOKENIZER is set".to_string()),
+            _ => FastEncoder::try_new(&inner),
         };
         let mut tok = Tokenizer { inner, path: file, bos: None, eos: None, pad: None, chat_template: None, fast };
         let add_bos = config.as_ref().and_then(|c| c.get("add_bos_token")).and_then(Value::as_bool).unwrap_or(true);
@@ -123,7 +127,7 @@ impl Tokenizer {
 
     /// Encodes `text` as is (special-token strings in it become their ids; nothing is added).
     pub fn encode(&self, text: &str) -> Result<Encoding> {
-        if let Some(fast) = &self.fast {
+        if let Ok(fast) = &self.fast {
             return fast.encode(text).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()));
         }
         let e = self.inner.encode(text, false).map_err(|e| anyhow!("tokenizer {}: {e}", self.path.display()))?;
@@ -158,10 +162,15 @@ impl Tokenizer {
     /// Whether `encode` takes the fast path (a Llama-2-style tokenizer, and
     /// `VICUNA_NO_FAST_TOKENIZER` unset).
     pub fn is_fast(&self) -> bool {
-        self.fast.is_some()
+        self.fast.is_ok()
     }
 
-    /// The underlying `tokenizers` object, for the fast encoder's equality checks.
+    /// Why `encode` does not take the fast path (`None` when it does), for tests and logs.
+    pub fn slow_because(&self) -> Option<&str> {
+        self.fast.as_ref().err().map(String::as_str)
+    }
+
+    /// The underlying `tokenizers` object (the plain encoder the fast path is checked against).
     pub fn inner(&self) -> &tokenizers::Tokenizer {
         &self.inner
     }

@@ -17,7 +17,7 @@
 //! normalized or strip spaces, truncation or padding, a post-processor that could move offsets,
 //! and a vocabulary without the property above. The integration test `tests/fast_encode.rs`
 //! compares it with the plain encoder on real text and random strings.
-use super::tokenizer::Encoding;
+use super::Encoding;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 use serde_json::{json, Value};
 use std::cell::RefCell;
@@ -51,14 +51,8 @@ pub struct FastEncoder {
 }
 
 impl FastEncoder {
-    /// The fast encoder for `tokenizer` when it is provably exact for it, else `None` (callers
-    /// keep the plain encoder).
-    pub fn new(tokenizer: &tokenizers::Tokenizer) -> Option<FastEncoder> {
-        Self::try_new(tokenizer).ok()
-    }
-
-    /// Like [`FastEncoder::new`], with the reason the fast path does not apply, so tests and
-    /// logs can say why a tokenizer falls back.
+    /// The fast encoder for `tokenizer` when it is provably exact for it, else the reason the
+    /// fast path does not apply (callers keep the plain encoder), so tests and logs can say why.
     pub fn try_new(tokenizer: &tokenizers::Tokenizer) -> Result<FastEncoder, String> {
         let bpe = match tokenizer.get_model() {
             ModelWrapper::BPE(bpe) => bpe,

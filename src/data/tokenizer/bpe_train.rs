@@ -2,7 +2,7 @@
 //! is representable, no unknown token) trained with the `tokenizers` crate on conversation text,
 //! with the special tokens of every built-in template. For tiny test and demo models that need no
 //! download; real models bring their own tokenizer.
-use crate::atomic;
+use crate::util::atomic;
 use anyhow::{anyhow, Result};
 use std::path::Path;
 use tokenizers::models::bpe::{BpeTrainerBuilder, BPE};
