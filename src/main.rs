@@ -1065,7 +1065,7 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             max_tokens,
             json,
         } => {
-            let mode: report::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
+            let mode: vicuna::eval::judgment::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
                 .map_err(|_| anyhow::anyhow!("--mode {mode:?}: use pairwise, single, pairwise-baseline or vicuna80"))?;
             let qs = questions::read_questions(&qpath)?;
             let mut by_model: std::collections::BTreeMap<
@@ -1121,13 +1121,13 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             Ok(())
         }
         EvalCommand::Report { judgments, baseline, judge, questions: qpath, chart, json } => {
-            let loaded = report::read_judgments(&judgments)?;
+            let loaded = vicuna::eval::judgment::read_judgments(&judgments)?;
             for message in loaded.skipped_messages() {
                 eprintln!("warning: {message}");
             }
             let mut records = loaded.records();
             if let Some(path) = &qpath {
-                report::fill_categories(&mut records, &questions::read_questions(path)?);
+                vicuna::eval::judgment::fill_categories(&mut records, &questions::read_questions(path)?);
             }
             let r = report::build_report(&records, &report::ReportOptions { judge, baseline, models: None })?;
             if let Some(path) = &chart {

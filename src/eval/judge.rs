@@ -5,11 +5,11 @@
 //! to the output one line at a time as they complete: a rerun skips what is on disk, so no
 //! judgment is paid for twice and an interrupted run loses nothing.
 use super::client::{Client, Message};
+use super::judgment::{read_judgments, Judgment, Mode};
 use super::prompts::{
     mt_bench_prompt_name, needs_reference, render, vicuna80_prompt_name, JudgePrompt, JudgeType, PromptSet,
 };
 use super::questions::{Answer, Question, QuestionId};
-use super::report::{read_judgments, Judgment, Mode};
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;

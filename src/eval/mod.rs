@@ -2,14 +2,16 @@
 //! reports; and `vicuna serve`, the OpenAI-compatible server that also acts as a judge in tests.
 //!
 //! Pure logic (no network): `questions` (question and answer files, sampling temperatures),
-//! `prompts` (judge prompts and rendering), `verdict` (reading judge replies), `report` (judgment
-//! records and the numbers), `markdown` and `chart` (report output), `jsonl` (line-numbered JSON
-//! Lines reading); they follow FastChat's llm_judge (MT-bench) and the original Vicuna-80 review.
+//! `prompts` (judge prompts and rendering), `verdict` (reading judge replies), `judgment` (the
+//! judgment record), `report` (the numbers), `markdown` and `chart` (report output), `jsonl`
+//! (line-numbered JSON Lines reading); they follow FastChat's llm_judge (MT-bench) and the
+//! original Vicuna-80 review.
 pub mod answer;
 pub mod chart;
 pub mod client;
 pub mod jsonl;
 pub mod judge;
+pub mod judgment;
 pub mod markdown;
 pub mod prompts;
 pub mod questions;
