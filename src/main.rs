@@ -308,8 +308,8 @@ struct TrainArgs {
     #[arg(long)]
     config: Option<PathBuf>,
     /// Continue from a checkpoint: `auto` (the newest in output_dir that verifies) or a path.
-    #[arg(long)]
-    resume: Option<String>,
+    #[arg(long, value_name = "auto|PATH")]
+    resume: Option<vicuna::train::trainer::Resume>,
     /// Accept a setting that differs from the checkpoint's when resuming (e.g. learning_rate);
     /// repeat for several. Each accepted change is written to metrics.jsonl.
     #[arg(long, value_name = "KEY")]
@@ -984,12 +984,7 @@ fn run_train(args: TrainArgs) -> Result<()> {
         None => Recipe::default(),
     };
     let config = file.overridden_by(args.recipe).resolve()?;
-    let resume = match args.resume.as_deref() {
-        None => Resume::No,
-        Some("auto") => Resume::Auto,
-        Some(path) => Resume::From(PathBuf::from(path)),
-    };
-    let outcome = train(&config, resume, &args.allow_change)?;
+    let outcome = train(&config, args.resume.unwrap_or(Resume::No), &args.allow_change)?;
     if args.json {
         let v = serde_json::json!({
             "steps_done": outcome.steps_done, "total_steps": outcome.total_steps, "last_loss": outcome.last_loss,

@@ -330,3 +330,25 @@ fn a_checkpoint_save_on_a_full_disk_fails_cleanly_and_leaves_no_temporary_direct
         .collect();
     assert!(left.is_empty(), "the failed save left {left:?}");
 }
+
+#[test]
+fn closed_choices_in_a_recipe_are_checked_when_it_is_read() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let recipe = s.write("recipe.toml", "template = \"vicuna\"\n");
+    let mut args = short(&model, &s.path("out"), &[]);
+    let at = args.iter().position(|a| a == "--template").unwrap();
+    args.drain(at..at + 2);
+    args.extend(["--config".to_string(), recipe.to_str().unwrap().to_string()]);
+    let err = run_fails(&args);
+    assert!(
+        err.contains(
+            "template \"vicuna\" is unknown (one of vicuna_v1.1, vicuna_v0, llama-2, llama-3, chatml, tokenizer)"
+        ),
+        "{err}"
+    );
+    if tch::Cuda::device_count() == 0 {
+        let err = run_fails(&short(&model, &s.path("out"), &["--device", "cuda"]));
+        assert!(err.contains("--device cuda: this machine has 0 CUDA device(s)"), "{err}");
+    }
+}

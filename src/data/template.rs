@@ -51,6 +51,24 @@ impl TemplateName {
     }
 }
 
+/// Recipes name templates as the command line does (`template = "vicuna_v1.1"`).
+impl<'de> serde::Deserialize<'de> for TemplateName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TemplateName, D::Error> {
+        let name = String::deserialize(d)?;
+        <TemplateName as clap::ValueEnum>::from_str(&name, false).map_err(|_| {
+            let known: Vec<String> =
+                <TemplateName as clap::ValueEnum>::value_variants().iter().map(|t| t.cli_name()).collect();
+            serde::de::Error::custom(format!("template {name:?} is unknown (one of {})", known.join(", ")))
+        })
+    }
+}
+
+impl serde::Serialize for TemplateName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.cli_name())
+    }
+}
+
 /// A conversation as text, with the byte ranges of `text` that are trained.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Rendered {

@@ -17,7 +17,7 @@
 //! The [`Report`] is serialised as is for `--json`; its Markdown form is in `markdown.rs` and the
 //! per-category SVG bar chart in `chart.rs`.
 use super::chart::{self, BarChart, Series};
-use super::judgment::{Judgment, Mode, Outcome, Resolved};
+use super::judgment::{Judgment, Mode, Outcome};
 use super::questions::QuestionId;
 use super::verdict::Verdict;
 use anyhow::{bail, Result};

@@ -4,7 +4,7 @@
 //! Defaults are FastChat's `train_mem.py` recipe for Vicuna.
 use super::schedule::Schedule;
 use crate::data::template::TemplateName;
-use crate::model::device::Dtype;
+use crate::model::device::{parse_device, Dtype};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -21,8 +21,8 @@ pub struct Recipe {
     #[arg(long)]
     pub data: Option<PathBuf>,
     /// Chat template for conversations (default vicuna_v1.1).
-    #[arg(long)]
-    pub template: Option<String>,
+    #[arg(long, value_enum)]
+    pub template: Option<TemplateName>,
     /// Context length: samples are truncated to it (default 2048).
     #[arg(long)]
     pub max_length: Option<usize>,
@@ -129,7 +129,7 @@ pub struct TrainConfig {
     pub save_interval_minutes: Option<f64>,
     pub keep_checkpoints: usize,
     pub output_dir: PathBuf,
-    pub device: String,
+    pub device: tch::Device,
     pub dtype: Dtype,
     pub gradient_checkpointing: bool,
     pub packing: bool,
@@ -199,14 +199,7 @@ impl Recipe {
         if accumulation == 0 {
             bail!("gradient_accumulation must be at least 1");
         }
-        let template = match self.template.as_deref() {
-            None => TemplateName::VicunaV11,
-            Some(t) => <TemplateName as clap::ValueEnum>::from_str(t, false).map_err(|_| {
-                anyhow::anyhow!(
-                    "template {t:?} is unknown (vicuna_v1.1, vicuna_v0, llama-2, llama-3, chatml, tokenizer)"
-                )
-            })?,
-        };
+        let template = self.template.unwrap_or(TemplateName::VicunaV11);
         let config = TrainConfig {
             model: self.model.context("model is required (a Hugging Face model directory)")?,
             data: self.data.context("data is required (conversations or prep encode samples)")?,
@@ -231,7 +224,7 @@ impl Recipe {
             save_interval_minutes: self.save_interval_minutes,
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3).max(1),
             output_dir: self.output_dir.context("output_dir is required")?,
-            device: self.device.unwrap_or_else(|| "cpu".into()),
+            device: parse_device(self.device.as_deref().unwrap_or("cpu"))?,
             dtype: self.dtype.unwrap_or(Dtype::Fp32),
             gradient_checkpointing: self.gradient_checkpointing.unwrap_or(true),
             packing: self.packing.unwrap_or(false),

@@ -23,7 +23,6 @@ use crate::data::sampler::Sampler;
 use crate::data::template::Template;
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use crate::model::config::Config;
-use crate::model::device::parse_device;
 use crate::model::llama::Llama;
 use crate::model::weights::{identity, load_model, save_model, Loaded};
 use crate::util::lock::Lock;
@@ -32,7 +31,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
 
-/// Where to start.
+/// Where to start (`--resume`: absent, `auto`, or a checkpoint directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Resume {
     /// From the model's weights (an existing checkpoint in the output directory is an error).
@@ -41,6 +40,15 @@ pub enum Resume {
     Auto,
     /// From this checkpoint directory.
     From(PathBuf),
+}
+
+impl std::str::FromStr for Resume {
+    type Err = std::convert::Infallible;
+
+    /// `auto` is the newest checkpoint that verifies; anything else is a checkpoint directory.
+    fn from_str(s: &str) -> std::result::Result<Resume, Self::Err> {
+        Ok(if s == "auto" { Resume::Auto } else { Resume::From(PathBuf::from(s)) })
+    }
 }
 
 /// How a run ended.
@@ -62,7 +70,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     preempt::install()?;
     let _lock =
         Lock::acquire(&cfg.output_dir.join(".vicuna.lock"), &format!("output directory {}", cfg.output_dir.display()))?;
-    let device = parse_device(&cfg.device)?;
+    let device = cfg.device;
     let kind = cfg.dtype.kind();
     let config = Config::load(&cfg.model.join("config.json"))?;
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;

@@ -1,13 +1,13 @@
 //! Report tests on small hand-made judgment sets whose numbers are worked out by hand.
 #![allow(clippy::type_complexity)] // the tests compare rows as tuples
 use super::*;
-use crate::eval::judgment::{fill_categories, parse_judgment};
 use crate::eval::jsonl;
+use crate::eval::judgment::{fill_categories, parse_judgment};
+use crate::eval::prompts::builtin_prompts;
 use crate::eval::questions::Question;
+use crate::eval::verdict::PairVerdict::{Tie, A, B};
 use serde_json::Value;
 use std::path::Path;
-use crate::eval::prompts::builtin_prompts;
-use crate::eval::verdict::PairVerdict::{Tie, A, B};
 
 fn unparsed() -> Verdict {
     Verdict::Unparsed { text: "no idea".into(), reason: "no pair of scores".into() }
