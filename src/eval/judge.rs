@@ -4,12 +4,20 @@
 //! game is also played with the answers swapped, against position bias. Judgments are appended
 //! to the output one line at a time as they complete: a rerun skips what is on disk, so no
 //! judgment is paid for twice and an interrupted run loses nothing.
+//!
+//! The output file belongs to one run at a time (an exclusive [`Lock`] beside it, held for the
+//! whole run: a second run on it stops at once naming the holder's pid instead of paying for
+//! every judgment again). A last line torn by a crash is set aside in `NAME.torn` before anything
+//! is appended ([`set_aside_torn_tail`]), and each judgment is written with its newline in one
+//! write.
 use super::client::{Client, Message};
+use super::jsonl::set_aside_torn_tail;
 use super::prompts::{
     mt_bench_prompt_name, needs_reference, render, vicuna80_prompt_name, JudgePrompt, JudgeType, PromptSet,
 };
 use super::questions::{Answer, Question, QuestionId};
 use super::report::{read_judgments, Judgment, Mode};
+use crate::lock::Lock;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
@@ -74,7 +82,8 @@ fn key(mode: Mode, judge: &str, question: &QuestionId, a: &str, b: Option<&str>,
     format!("{mode:?}|{judge}|{question}|{a}|{}|{turn}|{prompt}", b.unwrap_or(""))
 }
 
-/// Judges `answers` (per model, per question) on `questions`, appending to `out`.
+/// Judges `answers` (per model, per question) on `questions`, appending to `out`, which it holds
+/// locked for the whole run.
 pub fn judge(
     client: &Client,
     questions: &[Question],
@@ -84,6 +93,15 @@ pub fn judge(
     out: &Path,
 ) -> Result<JudgeSummary> {
     let tasks = plan(questions, answers, references, options)?;
+    let _lock = Lock::acquire(&Lock::path_beside(out), &format!("judgment file {}", out.display()))?;
+    if let Some(torn) = set_aside_torn_tail(out)? {
+        eprintln!(
+            "warning: {}: the last line had no newline (a run was interrupted while writing it); moved its {} bytes to {}; that judgment will be asked again",
+            out.display(),
+            torn.bytes,
+            torn.torn_path.display()
+        );
+    }
     let done: BTreeSet<String> = if out.exists() {
         read_judgments(out)?
             .records()
@@ -137,9 +155,12 @@ pub fn judge(
             summary.requests += requests;
             match result {
                 Ok(judgment) => {
-                    writeln!(file, "{}", judgment.to_line()?)
+                    // The line and its newline in one write: a crash leaves a whole line or a
+                    // fragment without newline, which the next run sets aside.
+                    let line = judgment.to_line()? + "\n";
+                    file.write_all(line.as_bytes())
+                        .and_then(|()| file.flush())
                         .with_context(|| format!("cannot append to {}", out.display()))?;
-                    file.flush()?;
                     summary.written += 1;
                     summary.unparsed += usize::from(judgment.unparsed_reason().is_some());
                 }
