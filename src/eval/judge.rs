@@ -9,7 +9,8 @@
 //! whole run: a second run on it stops at once naming the holder's pid instead of paying for
 //! every judgment again). A last line torn by a crash is set aside in `NAME.torn` before anything
 //! is appended ([`set_aside_torn_tail`]), and each judgment is written with its newline in one
-//! write.
+//! write. Failed judgments are reported once per distinct error, with their count, and nothing
+//! printed or written carries the API key ([`Client::redact`]).
 use super::client::{Client, Message};
 use super::jsonl::set_aside_torn_tail;
 use super::prompts::{
@@ -47,7 +48,8 @@ pub struct JudgeSummary {
     pub written: usize,
     /// Written but with a verdict the parser could not read (kept, with their text).
     pub unparsed: usize,
-    /// Given up after the client's retries (not written; a rerun tries them again).
+    /// Given up after the client's retries (not written; a rerun tries them again); each
+    /// distinct error was printed once with its count.
     pub failed: usize,
     /// Requests sent, retries not counted.
     pub requests: usize,
@@ -65,6 +67,16 @@ struct Task {
 }
 
 impl Task {
+    /// The judgment in words, for messages: `question 3 (alpha vs beta, turn 2)`.
+    fn label(&self) -> String {
+        let models = match &self.b {
+            Some((b, _)) => format!("{} vs {b}", self.a.0),
+            None => self.a.0.clone(),
+        };
+        let turn = if self.turn == 2 { ", turn 2" } else { "" };
+        format!("question {} ({models}{turn})", self.question.id)
+    }
+
     fn key(&self, mode: Mode, judge: &str) -> String {
         key(
             mode,
@@ -134,24 +146,27 @@ pub fn judge(
         .open(out)
         .with_context(|| format!("cannot open {}", out.display()))?;
     let bar = crate::data::pipeline::progress_bar(todo.len() as u64, "judge");
+    let workers = options.concurrency.clamp(1, todo.len().max(1));
     let queue = Arc::new(Mutex::new(todo));
-    let (tx, rx) = mpsc::channel::<(Result<Judgment>, usize)>();
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..options.concurrency.max(1) {
+    let (tx, rx) = mpsc::channel::<(String, Result<Judgment>, usize)>();
+    // Each distinct error (redacted) with the judgments it failed, in order of first occurrence.
+    let mut failures: Vec<(String, Vec<String>)> = Vec::new();
+    let appended = std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
             let (queue, tx) = (queue.clone(), tx.clone());
             scope.spawn(move || loop {
                 let task = match queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
                     Some(t) => t,
                     None => return,
                 };
-                let result = run(client, &task, options);
-                if tx.send(result).is_err() {
+                let (result, requests) = run(client, &task, options);
+                if tx.send((task.label(), result, requests)).is_err() {
                     return;
                 }
             });
         }
         drop(tx);
-        for (result, requests) in rx {
+        for (label, result, requests) in rx {
             summary.requests += requests;
             match result {
                 Ok(judgment) => {
@@ -166,16 +181,37 @@ pub fn judge(
                 }
                 Err(e) => {
                     summary.failed += 1;
-                    bar.suspend(|| eprintln!("warning: {e:#}"));
+                    let message = client.redact(&format!("{e:#}"));
+                    match failures.iter_mut().find(|(m, _)| *m == message) {
+                        Some((_, which)) => which.push(label),
+                        None => failures.push((message, vec![label])),
+                    }
                 }
             }
             bar.inc(1);
         }
         Ok(())
-    })?;
+    });
     file.sync_all().ok();
     bar.finish_and_clear();
+    for (message, which) in &failures {
+        eprintln!("warning: {}", failure_line(message, which));
+    }
+    appended?;
     Ok(summary)
+}
+
+/// One line for all the judgments that failed with the same error: how many, the error, and the
+/// first few of them (a repeated error is printed once, not once per judgment).
+fn failure_line(message: &str, which: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let n = which.len();
+    let mut examples = which.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if n > SHOWN {
+        examples.push_str(&format!(" and {} more", n - SHOWN));
+    }
+    let judgments = if n == 1 { "judgment" } else { "judgments" };
+    format!("{n} {judgments} failed with: {message} ({examples})")
 }
 
 /// Plays one task: the game, and for pairs the swapped game; returns the record and the number
@@ -217,7 +253,7 @@ fn run(client: &Client, task: &Task, options: &JudgeOptions) -> (Result<Judgment
             }
         }
     })();
-    (result.with_context(|| format!("question {} ({})", task.question.id, task.a.0)), requests)
+    (result, requests)
 }
 
 /// Every judgment the mode asks for, in a stable order.
@@ -303,4 +339,19 @@ fn plan(
         }
     }
     Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_failure_is_one_line_with_its_count_and_first_judgments() {
+        let which: Vec<String> = (1..=5).map(|q| format!("question {q} (a vs b)")).collect();
+        assert_eq!(
+            failure_line("HTTP 401: bad key", &which),
+            "5 judgments failed with: HTTP 401: bad key (question 1 (a vs b), question 2 (a vs b), question 3 (a vs b) and 2 more)"
+        );
+        assert_eq!(failure_line("timeout", &which[..1]), "1 judgment failed with: timeout (question 1 (a vs b))");
+    }
 }
