@@ -283,7 +283,8 @@ enum EvalCommand {
         /// Endpoint base URL up to /v1.
         #[arg(long, default_value = "https://api.openai.com/v1")]
         api_base: String,
-        /// Environment variable holding the API key (never printed).
+        /// Environment variable holding the API key (never printed); it must be set, unless the
+        /// endpoint needs no key: then pass --api-key-env ''.
         #[arg(long, default_value = "OPENAI_API_KEY")]
         api_key_env: String,
         /// The baseline model (pairwise-baseline; optional for vicuna80).
@@ -1080,6 +1081,17 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             max_tokens,
             json,
         } => {
+            // Checked first: a run without its key would fail every request after reading everything.
+            let api_key = match api_key_env.as_str() {
+                "" => None,
+                var => Some(std::env::var(var).ok().filter(|k| !k.is_empty()).with_context(|| {
+                    format!("--api-key-env {var}: the variable is not set (or empty); export the endpoint's key in it, or pass --api-key-env '' for an endpoint that needs no key")
+                })?),
+            };
+            let mut inputs: Vec<&Path> = vec![&qpath];
+            inputs.extend(answers.iter().map(PathBuf::as_path));
+            inputs.extend(judge_prompts.iter().chain(&reference_answers).map(PathBuf::as_path));
+            vicuna::atomic::ensure_distinct(&inputs, &[("--output", &output)])?;
             let mode: report::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
                 .map_err(|_| anyhow::anyhow!("--mode {mode:?}: use pairwise, single, pairwise-baseline or vicuna80"))?;
             let qs = questions::read_questions(&qpath)?;
@@ -1104,7 +1116,6 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             if let Some(path) = &judge_prompts {
                 prompt_set.extend(prompts::load_judge_prompts(path)?);
             }
-            let api_key = std::env::var(&api_key_env).ok().filter(|k| !k.is_empty());
             let c = client::Client::new(client::ClientOptions {
                 api_base,
                 api_key,

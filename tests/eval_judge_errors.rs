@@ -1,6 +1,7 @@
 //! What `vicuna eval judge` tells the user when the endpoint misbehaves: an endpoint that echoes
-//! the API key (in an error body or in a reply) never gets it printed or written, and a repeated
-//! error is printed once with its count.
+//! the API key (in an error body or in a reply) never gets it printed or written, a repeated error
+//! is printed once with its count, and a run whose key variable is unset stops before any request
+//! unless the endpoint is declared keyless (`--api-key-env ''`).
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -87,4 +88,27 @@ fn an_echoed_key_never_leaks_and_a_repeated_error_is_printed_once_with_its_count
     assert_eq!(stderr.matches("Incorrect API key provided").count(), 1, "printed once:\n{stderr}");
     assert!(stderr.contains("5 judgments failed with"), "with its count:\n{stderr}");
     assert!(stderr.contains("HTTP 401"), "{stderr}");
+}
+
+#[test]
+fn judge_without_its_key_variable_stops_before_any_request_unless_keyless() {
+    let s = Scratch::new();
+    let server = FaultServer::start(vec![Fault::Status(200, completion("[[A]]"), None)], Duration::from_secs(60));
+    let out = s.path("judgments.jsonl");
+    let unset = "VICUNA_TEST_UNSET_JUDGE_KEY";
+    let err = fails(&strs(&judge_args(&s, &server.base, &out, unset)));
+    assert!(err.contains(&format!("--api-key-env {unset}")) && err.contains("not set"), "{err}");
+    assert!(err.contains("--api-key-env ''"), "the message says how to run keyless: {err}");
+    assert_eq!(server.count(), 0, "nothing was sent");
+    assert!(!out.exists(), "nothing was written");
+
+    // The same variable set but empty is no key either.
+    let run = vicuna_env(&strs(&judge_args(&s, &server.base, &out, unset)), &[(unset, "")]);
+    assert!(!run.status.success());
+    assert_eq!(server.count(), 0);
+
+    // A keyless endpoint, declared so.
+    ok(&strs(&judge_args(&s, &server.base, &out, "")));
+    assert_eq!(server.count(), 12);
+    assert_eq!(read_records(&out).len(), 6);
 }

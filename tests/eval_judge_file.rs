@@ -1,7 +1,8 @@
 //! The judgment file of `vicuna eval judge` belongs to one run at a time and survives a crash in
 //! the middle of a line: a second run on the same file stops at once naming the first one's pid
 //! (and a killed holder leaves no lock behind), and a torn last line is set aside in `.torn` so
-//! the next judgment starts on a fresh line and nothing already judged is asked again.
+//! the next judgment starts on a fresh line and nothing already judged is asked again. An output
+//! that is one of the inputs (an answer file) is refused before anything is read or written.
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
@@ -150,4 +151,17 @@ fn a_torn_last_line_is_set_aside_and_nothing_judged_is_asked_again() {
     let torn_text = std::fs::read_to_string(&torn).unwrap();
     assert_eq!(torn_text, format!("{fragment}\n{}\n", lines[5]), "fragments accumulate, one per line");
     assert_eq!(read_records(&out).len(), 6);
+}
+
+#[test]
+fn an_output_that_is_one_of_the_inputs_is_refused_before_anything_is_written() {
+    let s = Scratch::new();
+    let server = FaultServer::start(vec![Fault::Status(200, completion("[[A]]"), None)], Duration::from_secs(30));
+    let answers = s.path("alpha.jsonl");
+    let args = judge_args(&s, &server.base, &answers, "1");
+    let before = std::fs::read(&answers).unwrap();
+    let err = fails(&strs(&args));
+    assert!(err.contains("--output") && err.contains("is the input"), "{err}");
+    assert_eq!(std::fs::read(&answers).unwrap(), before, "the answer file is untouched");
+    assert_eq!(server.count(), 0);
 }
