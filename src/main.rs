@@ -1,7 +1,10 @@
 //! The `vicuna` command line: parses arguments with clap, turns them into the library's checked
 //! option structs, calls the library and prints what it returns. No logic lives here.
 use anyhow::{Context, Result};
+use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
+use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use vicuna::data::clean::CleanOptions;
@@ -33,6 +36,61 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's compiled-in options (read once at start-up; see `ALLOCATOR`).
 #[export_name = "malloc_conf"]
 static MALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
+
+/// A clap value parser for a finite number within `min` and `max`. Every float flag goes through
+/// it, so NaN, infinities and out-of-range values are refused when the command line is parsed,
+/// naming the flag and the range, before any work starts (`eval judge --timeout -1`, `NaN` or
+/// `1e30` used to panic in `Duration::from_secs_f64`; a NaN temperature reached the sampler).
+fn finite(min: Bound<f64>, max: Bound<f64>) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
+    move |text: &str| match text.trim().parse::<f64>() {
+        Ok(value) if value.is_finite() && (min, max).contains(&value) => Ok(value),
+        _ => {
+            let mut range = "must be a finite number".to_string();
+            match min {
+                Included(v) => range.push_str(&format!(" at least {v}")),
+                Excluded(v) => range.push_str(&format!(" greater than {v}")),
+                Unbounded => {}
+            }
+            let and = if matches!(min, Unbounded) { "" } else { " and" };
+            match max {
+                Included(v) => range.push_str(&format!("{and} at most {v}")),
+                Excluded(v) => range.push_str(&format!("{and} less than {v}")),
+                Unbounded => {}
+            }
+            Err(range)
+        }
+    }
+}
+
+/// A clap value parser for a `usize` count in `range` (the message gives the range), so a count
+/// of 0 (or one too large to mean anything) is refused naming the flag instead of being changed
+/// silently, dividing by zero or exhausting memory.
+fn count(range: impl RangeBounds<u64>) -> RangedU64ValueParser<usize> {
+    RangedU64ValueParser::<usize>::new().range(range)
+}
+
+/// The longest `eval judge --timeout`, in seconds: a day. More is a typo, and past about 1e19 s a
+/// `Duration` cannot hold it.
+const MAX_TIMEOUT_S: f64 = 86_400.0;
+
+/// Judge requests in flight at most (each is a thread).
+const MAX_CONCURRENCY: u64 = 1024;
+
+/// Retries per judge request at most; with the 30 s backoff cap, 100 is about an hour per request.
+const MAX_RETRIES: i64 = 100;
+
+/// The smallest `tokenizer train --vocab-size`: every byte plus the special tokens. The largest
+/// (2^20) is far above any real model's and keeps the trainer's tables in memory.
+const MIN_VOCAB: u64 = 256 + vicuna::data::tokenizer::bpe_train::SPECIAL_TOKENS.len() as u64;
+
+/// `model init --max-shard-size`: a size with an optional unit, more than 0 bytes.
+fn shard_size(text: &str) -> Result<usize, String> {
+    match vicuna::model::weights::parse_size(text) {
+        Ok(0) => Err("must be more than 0 bytes (e.g. 5GB, 500MB)".to_string()),
+        Ok(bytes) => Ok(bytes),
+        Err(e) => Err(format!("{e:#}")),
+    }
+}
 
 /// The Vicuna recipe in one binary: clean ShareGPT dumps, fine-tune LLaMA models, evaluate them.
 #[derive(Parser)]
@@ -91,8 +149,8 @@ enum ModelCommand {
         #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
         dtype: Dtype,
         /// Largest safetensors shard (e.g. 5GB, 500MB).
-        #[arg(long, default_value = "5GB")]
-        max_shard_size: String,
+        #[arg(long, default_value = "5GB", value_parser = shard_size)]
+        max_shard_size: usize,
     },
     /// Print a model's config, parameter count and tensors.
     Inspect {
@@ -106,20 +164,20 @@ enum ModelCommand {
 
 #[derive(Args)]
 struct SamplingArgs {
-    /// New tokens at most.
-    #[arg(long, default_value_t = 256)]
+    /// New tokens at most (at least 1).
+    #[arg(long, default_value_t = 256, value_parser = count(1..))]
     max_new_tokens: usize,
-    /// Sampling temperature; 0 is greedy.
-    #[arg(long, default_value_t = 0.0)]
+    /// Sampling temperature (finite, at least 0); 0 is greedy.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite(Included(0.0), Unbounded))]
     temperature: f64,
-    /// Nucleus sampling threshold (1 = off).
-    #[arg(long, default_value_t = 1.0)]
+    /// Nucleus sampling threshold, more than 0 and at most 1 (1 = off).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Included(1.0)))]
     top_p: f64,
     /// Sample among the k most likely tokens only (0 = off).
     #[arg(long, default_value_t = 0)]
     top_k: usize,
-    /// Penalty on tokens already present (1 = off; 1.1 to 1.3 curbs loops).
-    #[arg(long, default_value_t = 1.0)]
+    /// Penalty on tokens already present, more than 0 (1 = off; 1.1 to 1.3 curbs loops).
+    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Unbounded))]
     repetition_penalty: f64,
     /// Seed of the sampler.
     #[arg(long, default_value_t = 0)]
@@ -182,14 +240,14 @@ enum EvalCommand {
         /// model_id written into the answers (default: the model directory's name).
         #[arg(long)]
         model_id: Option<String>,
-        /// Questions generated together.
-        #[arg(long, default_value_t = 16)]
+        /// Questions generated together (at least 1).
+        #[arg(long, default_value_t = 16, value_parser = count(1..))]
         batch_size: usize,
-        /// New tokens per answer at most.
-        #[arg(long, default_value_t = 1024)]
+        /// New tokens per answer at most (at least 1).
+        #[arg(long, default_value_t = 1024, value_parser = count(1..))]
         max_new_tokens: usize,
-        /// One temperature for all questions (default: MT-bench's per-category table).
-        #[arg(long)]
+        /// One temperature for all questions, 0 to 2 (default: MT-bench's per-category table).
+        #[arg(long, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(2.0)))]
         temperature: Option<f64>,
         /// Sampler seed.
         #[arg(long, default_value_t = 0)]
@@ -225,7 +283,8 @@ enum EvalCommand {
         /// Endpoint base URL up to /v1.
         #[arg(long, default_value = "https://api.openai.com/v1")]
         api_base: String,
-        /// Environment variable holding the API key (never printed).
+        /// Environment variable holding the API key (never printed); it must be set, unless the
+        /// endpoint needs no key: then pass --api-key-env ''.
         #[arg(long, default_value = "OPENAI_API_KEY")]
         api_key_env: String,
         /// The baseline model (pairwise-baseline; optional for vicuna80).
@@ -237,17 +296,17 @@ enum EvalCommand {
         /// Reference answers for math, reasoning and coding (an answer file).
         #[arg(long)]
         reference_answers: Option<PathBuf>,
-        /// Requests in flight at most.
-        #[arg(long, default_value_t = 4)]
+        /// Requests in flight at most (1 to 1024).
+        #[arg(long, default_value_t = 4, value_parser = count(1..=MAX_CONCURRENCY))]
         concurrency: usize,
-        /// Seconds per request before it is retried.
-        #[arg(long, default_value_t = 120.0)]
+        /// Seconds per request before it is retried (more than 0, at most a day).
+        #[arg(long, default_value_t = 120.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Included(MAX_TIMEOUT_S)))]
         timeout: f64,
-        /// Retries per request on 429, 5xx, timeouts and dropped connections.
-        #[arg(long, default_value_t = 6)]
+        /// Retries per request on 429, 5xx, timeouts and dropped connections (0 to 100).
+        #[arg(long, default_value_t = 6, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES))]
         max_retries: u32,
-        /// Judge reply length at most, in tokens.
-        #[arg(long, default_value_t = 2048)]
+        /// Judge reply length at most, in tokens (at least 1).
+        #[arg(long, default_value_t = 2048, value_parser = count(1..))]
         max_tokens: usize,
         /// Print the run summary as JSON.
         #[arg(long)]
@@ -291,14 +350,14 @@ struct ServeArgs {
     /// Name of an environment variable holding the bearer key clients must send.
     #[arg(long)]
     api_key_env: Option<String>,
-    /// Requests that may wait; beyond it the server answers 503.
-    #[arg(long, default_value_t = 64)]
+    /// Requests that may wait (at least 1); beyond it the server answers 503.
+    #[arg(long, default_value_t = 64, value_parser = count(1..))]
     queue: usize,
-    /// Requests generated together at most.
-    #[arg(long, default_value_t = 16)]
+    /// Requests generated together at most (at least 1).
+    #[arg(long, default_value_t = 16, value_parser = count(1..))]
     max_batch: usize,
-    /// max_tokens when a request gives none.
-    #[arg(long, default_value_t = 512)]
+    /// max_tokens when a request gives none (at least 1).
+    #[arg(long, default_value_t = 512, value_parser = count(1..))]
     default_max_tokens: usize,
 }
 
@@ -330,8 +389,8 @@ enum TokenizerCommand {
         /// Output directory (tokenizer.json, tokenizer_config.json).
         #[arg(short, long)]
         output: PathBuf,
-        /// Vocabulary size, special tokens included.
-        #[arg(long, default_value_t = 2048)]
+        /// Vocabulary size, special tokens included (264, every byte and the special tokens, to 2^20).
+        #[arg(long, default_value_t = 2048, value_parser = count(MIN_VOCAB..=1 << 20))]
         vocab_size: usize,
     },
 }
@@ -423,7 +482,7 @@ enum Stage {
         #[arg(long, conflicts_with = "fraction", required_unless_present = "fraction")]
         count: Option<usize>,
         /// Share of conversations to keep (0 to 1).
-        #[arg(long)]
+        #[arg(long, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(1.0)))]
         fraction: Option<f64>,
         /// Seed of the choice.
         #[arg(long, default_value_t = 0)]
@@ -440,8 +499,8 @@ enum Stage {
         /// Test output file.
         #[arg(long)]
         test: PathBuf,
-        /// Share of conversations for the test file.
-        #[arg(long, default_value_t = 0.01, conflicts_with = "test_count")]
+        /// Share of conversations for the test file (0 to 1).
+        #[arg(long, default_value_t = 0.01, conflicts_with = "test_count", allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(1.0)))]
         test_ratio: f64,
         /// Exact number of conversations for the test file.
         #[arg(long)]
@@ -521,8 +580,8 @@ struct TokenArgs {
     /// Chat template.
     #[arg(long, value_enum, default_value_t = TemplateName::VicunaV11)]
     template: TemplateName,
-    /// Maximum tokens per sample (the training context).
-    #[arg(long, default_value_t = 2048)]
+    /// Maximum tokens per sample (the training context; at least 1).
+    #[arg(long, default_value_t = 2048, value_parser = count(1..))]
     max_length: usize,
     /// Override the BOS token (its text in the vocabulary).
     #[arg(long)]
@@ -683,8 +742,7 @@ fn run(cli: Cli) -> Result<()> {
                 preset.config(tok.vocab_size(), tok.bos.as_ref().map(|b| b.id), tok.eos.iter().map(|e| e.id).collect());
             let params = config.parameter_count();
             let model = vicuna::model::llama::Llama::init(config, seed, dtype.kind(), tch::Device::Cpu)?;
-            let max_shard = vicuna::model::weights::parse_size(&max_shard_size)?;
-            vicuna::model::weights::save_model(&model, &output, dtype.kind(), max_shard, Some(&tokenizer))?;
+            vicuna::model::weights::save_model(&model, &output, dtype.kind(), max_shard_size, Some(&tokenizer))?;
             println!("wrote a {params}-parameter {preset:?} model to {}", output.display());
             Ok(())
         }
@@ -1060,6 +1118,17 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             max_tokens,
             json,
         } => {
+            // Checked first: a run without its key would fail every request after reading everything.
+            let api_key = match api_key_env.as_str() {
+                "" => None,
+                var => Some(std::env::var(var).ok().filter(|k| !k.is_empty()).with_context(|| {
+                    format!("--api-key-env {var}: the variable is not set (or empty); export the endpoint's key in it, or pass --api-key-env '' for an endpoint that needs no key")
+                })?),
+            };
+            let mut inputs: Vec<&Path> = vec![&qpath];
+            inputs.extend(answers.iter().map(PathBuf::as_path));
+            inputs.extend(judge_prompts.iter().chain(&reference_answers).map(PathBuf::as_path));
+            vicuna::util::atomic::ensure_distinct(&inputs, &[("--output", &output)])?;
             let mode: vicuna::eval::judgment::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
                 .map_err(|_| anyhow::anyhow!("--mode {mode:?}: use pairwise, single, pairwise-baseline or vicuna80"))?;
             let qs = questions::read_questions(&qpath)?;
@@ -1084,7 +1153,6 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             if let Some(path) = &judge_prompts {
                 prompt_set.extend(prompts::load_judge_prompts(path)?);
             }
-            let api_key = std::env::var(&api_key_env).ok().filter(|k| !k.is_empty());
             let c = client::Client::new(client::ClientOptions {
                 api_base,
                 api_key,

@@ -72,6 +72,8 @@ fn answer_judge_and_report_over_http() {
                 "tiny-judge",
                 "--api-base",
                 &served.base,
+                "--api-key-env",
+                "",
                 "-o",
                 out.to_str().unwrap(),
                 "--max-tokens",

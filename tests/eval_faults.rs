@@ -44,6 +44,8 @@ fn judge_survives_faults_and_a_rerun_asks_nothing() {
         "gpt-4",
         "--api-base",
         &server.base,
+        "--api-key-env",
+        "",
         "-o",
         out.to_str().unwrap(),
         "--timeout",

@@ -1,7 +1,9 @@
 //! A client for any OpenAI-compatible Chat Completions endpoint (OpenAI, vLLM, FastChat's server,
 //! `vicuna serve`), made for long judge runs: a timeout per request, retries with exponential
 //! backoff on transport errors, 429 and 5xx (honouring `Retry-After`), and a clear error for the
-//! requests that cannot succeed (other 4xx). The API key is sent, never printed or logged.
+//! requests that cannot succeed (other 4xx). The API key is sent, never printed or logged: an
+//! endpoint may echo it (in an error body, or a proxy in a reply), so every text the client
+//! returns, error or completion, has it replaced by `<redacted>` ([`Client::redact`]).
 use anyhow::{bail, Result};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -85,7 +87,7 @@ impl Client {
                     let text = response.body_mut().read_to_string().unwrap_or_default();
                     match status {
                         200..=299 => match completion_text(&text) {
-                            Some(text) => return Ok(Completion { text, attempts: attempt }),
+                            Some(text) => return Ok(Completion { text: self.redact(&text), attempts: attempt }),
                             None => {
                                 Retry::After(None, format!("HTTP {status} with an unreadable body: {}", clip(&text)))
                             }
@@ -99,9 +101,9 @@ impl Client {
                 }
             };
             match wait {
-                Retry::Never(message) => bail!("{url}: {message}"),
+                Retry::Never(message) => bail!(self.redact(&format!("{url}: {message}"))),
                 Retry::After(_, message) if attempt > self.options.max_retries => {
-                    bail!("{url}: giving up after {attempt} attempts; last error: {message}")
+                    bail!(self.redact(&format!("{url}: giving up after {attempt} attempts; last error: {message}")))
                 }
                 Retry::After(hint, _) => {
                     std::thread::sleep(hint.unwrap_or(backoff).min(Duration::from_secs(120)));
@@ -109,6 +111,24 @@ impl Client {
                 }
             }
         }
+    }
+}
+
+impl Client {
+    /// `text` with the API key replaced by `<redacted>`, as sent and as JSON escapes it, so that
+    /// nothing printed or written (errors, warnings, judgment records) carries the key even when
+    /// the endpoint echoes it back. Text is returned unchanged when there is no key.
+    pub fn redact(&self, text: &str) -> String {
+        let Some(key) = self.options.api_key.as_deref().filter(|k| !k.is_empty()) else {
+            return text.to_string();
+        };
+        let mut text = text.replace(key, "<redacted>");
+        let escaped = serde_json::to_string(key).unwrap_or_default();
+        let escaped = escaped.trim_matches('"');
+        if !escaped.is_empty() && escaped != key {
+            text = text.replace(escaped, "<redacted>");
+        }
+        text
     }
 }
 
@@ -128,5 +148,29 @@ fn clip(s: &str) -> String {
     match s.char_indices().nth(300) {
         Some((i, _)) => format!("{}...", &s[..i]),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(key: Option<&str>) -> Client {
+        Client::new(ClientOptions {
+            api_base: "http://127.0.0.1:9/v1".into(),
+            api_key: key.map(str::to_string),
+            timeout: Duration::from_secs(1),
+            max_retries: 0,
+            backoff: Duration::from_millis(1),
+        })
+    }
+
+    #[test]
+    fn redact_hides_the_key_as_sent_and_json_escaped() {
+        let c = client(Some("sk-\"abc\"/1"));
+        assert_eq!(c.redact("key sk-\"abc\"/1 and again sk-\"abc\"/1"), "key <redacted> and again <redacted>");
+        assert_eq!(c.redact(r#"{"echo": "sk-\"abc\"/1"}"#), r#"{"echo": "<redacted>"}"#);
+        assert_eq!(client(None).redact("sk-abc"), "sk-abc");
+        assert_eq!(client(Some("")).redact("sk-abc"), "sk-abc");
     }
 }

@@ -6,9 +6,16 @@
 //! ([`read_lenient`], for files that generators append to and a crash can leave with a torn last
 //! line) or refuses the file naming `path:line` ([`Loaded::into_strict`], for files that define
 //! the benchmark). Blank lines are ignored, as FastChat's `if line:` does.
+//!
+//! Files that runs append to (judgments) are readied for more lines by [`set_aside_torn_tail`]:
+//! a last line cut short by a crash is moved to `NAME.torn` so the next record starts on a fresh
+//! line instead of being glued onto the fragment and lost.
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 use serde_json::Value;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 /// A line that was not used, kept with its 1-based number so the caller can report it instead of
@@ -100,6 +107,75 @@ pub fn parse_lenient<T>(path: &Path, bytes: &[u8], mut parse: impl FnMut(Value) 
     loaded
 }
 
+/// What [`set_aside_torn_tail`] moved out of a file, for the message that tells the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TornTail {
+    /// Length of the fragment, in bytes.
+    pub bytes: u64,
+    /// Where it went: `NAME.torn` beside the file.
+    pub torn_path: PathBuf,
+}
+
+/// The file a torn last line of `path` is moved to: `NAME.torn` beside it.
+pub fn torn_path(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{name}.torn"))
+}
+
+/// Readies an append-only JSON Lines file for more lines after a crash. Only a line that ends in
+/// a newline was written completely, so whatever follows the last newline (a write cut short) is
+/// appended to [`torn_path`] with a newline of its own and cut off the file; the next record then
+/// starts on a fresh line instead of being glued onto the fragment, which would lose both. The
+/// rule is deliberately simple: a last line without its newline is set aside even when it happens
+/// to be whole JSON, and its record is made again. The fragment is durable in `.torn` before the
+/// file is shortened, so a crash in between duplicates it rather than losing it. A missing or
+/// empty file, or one that ends in a newline, is left alone (`None`). The caller must hold the
+/// file's lock, since another writer could be appending meanwhile.
+pub fn set_aside_torn_tail(path: &Path) -> Result<Option<TornTail>> {
+    let file = match OpenOptions::new().read(true).write(true).open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e).with_context(|| format!("cannot open {}", path.display())),
+    };
+    let read_err = || format!("cannot read {}", path.display());
+    let len = file.metadata().with_context(read_err)?.len();
+    // Where the last line starts: after the last newline, found reading backwards in blocks.
+    let mut block = vec![0u8; 64 * 1024];
+    let mut end = len;
+    let cut = loop {
+        if end == 0 {
+            break 0;
+        }
+        let start = end.saturating_sub(block.len() as u64);
+        let chunk = &mut block[..(end - start) as usize];
+        file.read_exact_at(chunk, start).with_context(read_err)?;
+        if end == len && chunk.last() == Some(&b'\n') {
+            return Ok(None);
+        }
+        if let Some(i) = memchr::memrchr(b'\n', chunk) {
+            break start + i as u64 + 1;
+        }
+        end = start;
+    };
+    if cut == len {
+        return Ok(None);
+    }
+    let mut fragment = vec![0u8; (len - cut) as usize];
+    file.read_exact_at(&mut fragment, cut).with_context(read_err)?;
+    fragment.push(b'\n');
+    let torn_path = torn_path(path);
+    let mut torn = OpenOptions::new().create(true).append(true).open(&torn_path).with_context(|| {
+        format!("cannot open {} to keep the torn last line of {}", torn_path.display(), path.display())
+    })?;
+    torn.write_all(&fragment)
+        .and_then(|()| torn.sync_all())
+        .with_context(|| format!("cannot write {}", torn_path.display()))?;
+    file.set_len(cut)
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot cut the torn last line off {}", path.display()))?;
+    Ok(Some(TornTail { bytes: len - cut, torn_path }))
+}
+
 /// The string field `key` of a JSON object, or an error saying which field is missing or mistyped.
 pub(crate) fn string_field(object: &serde_json::Map<String, Value>, key: &str) -> Result<String> {
     match object.get(key) {
@@ -158,6 +234,33 @@ mod tests {
         let message = loaded.into_strict().unwrap_err().to_string();
         assert!(message.starts_with("x.jsonl:3: not valid JSON"), "{message}");
         assert!(message.contains("3 bad line(s)"), "{message}");
+    }
+
+    #[test]
+    fn a_torn_last_line_goes_to_dot_torn_and_whole_files_are_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("j.jsonl");
+        assert_eq!(set_aside_torn_tail(&path).unwrap(), None, "no file");
+        for whole in ["", "{\"n\": 1}\n", "{\"n\": 1}\r\n{\"n\": 2}\n"] {
+            std::fs::write(&path, whole).unwrap();
+            assert_eq!(set_aside_torn_tail(&path).unwrap(), None);
+            assert_eq!(std::fs::read_to_string(&path).unwrap(), whole);
+        }
+        let torn = dir.path().join("j.jsonl.torn");
+        assert!(!torn.exists());
+
+        std::fs::write(&path, "{\"n\": 1}\n{\"n\": 2}\n{\"n\"").unwrap();
+        let tail = set_aside_torn_tail(&path).unwrap().unwrap();
+        assert_eq!(tail, TornTail { bytes: 4, torn_path: torn.clone() });
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"n\": 1}\n{\"n\": 2}\n");
+        assert_eq!(std::fs::read_to_string(&torn).unwrap(), "{\"n\"\n");
+
+        // No newline at all, over several read blocks: the whole file is one torn line.
+        let long = "x".repeat(200_000);
+        std::fs::write(&path, &long).unwrap();
+        assert_eq!(set_aside_torn_tail(&path).unwrap().unwrap().bytes, 200_000);
+        assert_eq!(std::fs::read(&path).unwrap(), b"");
+        assert_eq!(std::fs::read_to_string(&torn).unwrap(), format!("{{\"n\"\n{long}\n"), "fragments accumulate");
     }
 
     #[test]

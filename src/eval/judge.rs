@@ -4,12 +4,21 @@
 //! game is also played with the answers swapped, against position bias. Judgments are appended
 //! to the output one line at a time as they complete: a rerun skips what is on disk, so no
 //! judgment is paid for twice and an interrupted run loses nothing.
+//!
+//! The output file belongs to one run at a time (an exclusive [`Lock`] beside it, held for the
+//! whole run: a second run on it stops at once naming the holder's pid instead of paying for
+//! every judgment again). A last line torn by a crash is set aside in `NAME.torn` before anything
+//! is appended ([`set_aside_torn_tail`]), and each judgment is written with its newline in one
+//! write. Failed judgments are reported once per distinct error, with their count, and nothing
+//! printed or written carries the API key ([`Client::redact`]).
 use super::client::{Client, Message};
+use super::jsonl::set_aside_torn_tail;
 use super::judgment::{read_judgments, Judgment, Mode};
 use super::prompts::{
     mt_bench_prompt_name, needs_reference, render, vicuna80_prompt_name, JudgePrompt, JudgeType, PromptSet,
 };
 use super::questions::{Answer, Question, QuestionId};
+use crate::util::lock::Lock;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
@@ -39,7 +48,8 @@ pub struct JudgeSummary {
     pub written: usize,
     /// Written but with a verdict the parser could not read (kept, with their text).
     pub unparsed: usize,
-    /// Given up after the client's retries (not written; a rerun tries them again).
+    /// Given up after the client's retries (not written; a rerun tries them again); each
+    /// distinct error was printed once with its count.
     pub failed: usize,
     /// Requests sent, retries not counted.
     pub requests: usize,
@@ -57,6 +67,16 @@ struct Task {
 }
 
 impl Task {
+    /// The judgment in words, for messages: `question 3 (alpha vs beta, turn 2)`.
+    fn label(&self) -> String {
+        let models = match &self.b {
+            Some((b, _)) => format!("{} vs {b}", self.a.0),
+            None => self.a.0.clone(),
+        };
+        let turn = if self.turn == 2 { ", turn 2" } else { "" };
+        format!("question {} ({models}{turn})", self.question.id)
+    }
+
     fn key(&self, mode: Mode, judge: &str) -> String {
         key(
             mode,
@@ -74,7 +94,8 @@ fn key(mode: Mode, judge: &str, question: &QuestionId, a: &str, b: Option<&str>,
     format!("{mode:?}|{judge}|{question}|{a}|{}|{turn}|{prompt}", b.unwrap_or(""))
 }
 
-/// Judges `answers` (per model, per question) on `questions`, appending to `out`.
+/// Judges `answers` (per model, per question) on `questions`, appending to `out`, which it holds
+/// locked for the whole run.
 pub fn judge(
     client: &Client,
     questions: &[Question],
@@ -84,6 +105,15 @@ pub fn judge(
     out: &Path,
 ) -> Result<JudgeSummary> {
     let tasks = plan(questions, answers, references, options)?;
+    let _lock = Lock::acquire(&Lock::path_beside(out), &format!("judgment file {}", out.display()))?;
+    if let Some(torn) = set_aside_torn_tail(out)? {
+        eprintln!(
+            "warning: {}: the last line had no newline (a run was interrupted while writing it); moved its {} bytes to {}; that judgment will be asked again",
+            out.display(),
+            torn.bytes,
+            torn.torn_path.display()
+        );
+    }
     let done: BTreeSet<String> = if out.exists() {
         read_judgments(out)?
             .records()
@@ -116,45 +146,72 @@ pub fn judge(
         .open(out)
         .with_context(|| format!("cannot open {}", out.display()))?;
     let bar = crate::util::progress::progress_bar(todo.len() as u64, "judge");
+    let workers = options.concurrency.clamp(1, todo.len().max(1));
     let queue = Arc::new(Mutex::new(todo));
-    let (tx, rx) = mpsc::channel::<(Result<Judgment>, usize)>();
-    std::thread::scope(|scope| -> Result<()> {
-        for _ in 0..options.concurrency.max(1) {
+    let (tx, rx) = mpsc::channel::<(String, Result<Judgment>, usize)>();
+    // Each distinct error (redacted) with the judgments it failed, in order of first occurrence.
+    let mut failures: Vec<(String, Vec<String>)> = Vec::new();
+    let appended = std::thread::scope(|scope| -> Result<()> {
+        for _ in 0..workers {
             let (queue, tx) = (queue.clone(), tx.clone());
             scope.spawn(move || loop {
                 let task = match queue.lock().unwrap_or_else(|e| e.into_inner()).pop_front() {
                     Some(t) => t,
                     None => return,
                 };
-                let result = run(client, &task, options);
-                if tx.send(result).is_err() {
+                let (result, requests) = run(client, &task, options);
+                if tx.send((task.label(), result, requests)).is_err() {
                     return;
                 }
             });
         }
         drop(tx);
-        for (result, requests) in rx {
+        for (label, result, requests) in rx {
             summary.requests += requests;
             match result {
                 Ok(judgment) => {
-                    writeln!(file, "{}", judgment.to_line()?)
+                    // The line and its newline in one write: a crash leaves a whole line or a
+                    // fragment without newline, which the next run sets aside.
+                    let line = judgment.to_line()? + "\n";
+                    file.write_all(line.as_bytes())
+                        .and_then(|()| file.flush())
                         .with_context(|| format!("cannot append to {}", out.display()))?;
-                    file.flush()?;
                     summary.written += 1;
                     summary.unparsed += usize::from(judgment.unparsed_reason().is_some());
                 }
                 Err(e) => {
                     summary.failed += 1;
-                    bar.suspend(|| eprintln!("warning: {e:#}"));
+                    let message = client.redact(&format!("{e:#}"));
+                    match failures.iter_mut().find(|(m, _)| *m == message) {
+                        Some((_, which)) => which.push(label),
+                        None => failures.push((message, vec![label])),
+                    }
                 }
             }
             bar.inc(1);
         }
         Ok(())
-    })?;
+    });
     file.sync_all().ok();
     bar.finish_and_clear();
+    for (message, which) in &failures {
+        eprintln!("warning: {}", failure_line(message, which));
+    }
+    appended?;
     Ok(summary)
+}
+
+/// One line for all the judgments that failed with the same error: how many, the error, and the
+/// first few of them (a repeated error is printed once, not once per judgment).
+fn failure_line(message: &str, which: &[String]) -> String {
+    const SHOWN: usize = 3;
+    let n = which.len();
+    let mut examples = which.iter().take(SHOWN).cloned().collect::<Vec<_>>().join(", ");
+    if n > SHOWN {
+        examples.push_str(&format!(" and {} more", n - SHOWN));
+    }
+    let judgments = if n == 1 { "judgment" } else { "judgments" };
+    format!("{n} {judgments} failed with: {message} ({examples})")
 }
 
 /// Plays one task: the game, and for pairs the swapped game; returns the record and the number
@@ -196,7 +253,7 @@ fn run(client: &Client, task: &Task, options: &JudgeOptions) -> (Result<Judgment
             }
         }
     })();
-    (result.with_context(|| format!("question {} ({})", task.question.id, task.a.0)), requests)
+    (result, requests)
 }
 
 /// Every judgment the mode asks for, in a stable order.
@@ -282,4 +339,19 @@ fn plan(
         }
     }
     Ok(tasks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_repeated_failure_is_one_line_with_its_count_and_first_judgments() {
+        let which: Vec<String> = (1..=5).map(|q| format!("question {q} (a vs b)")).collect();
+        assert_eq!(
+            failure_line("HTTP 401: bad key", &which),
+            "5 judgments failed with: HTTP 401: bad key (question 1 (a vs b), question 2 (a vs b), question 3 (a vs b) and 2 more)"
+        );
+        assert_eq!(failure_line("timeout", &which[..1]), "1 judgment failed with: timeout (question 1 (a vs b))");
+    }
 }

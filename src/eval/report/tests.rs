@@ -2,7 +2,7 @@
 #![allow(clippy::type_complexity)] // the tests compare rows as tuples
 use super::*;
 use crate::eval::jsonl;
-use crate::eval::judgment::{fill_categories, parse_judgment};
+use crate::eval::judgment::{fill_categories, parse_judgment, Resolved};
 use crate::eval::prompts::builtin_prompts;
 use crate::eval::questions::Question;
 use crate::eval::verdict::PairVerdict::{Tie, A, B};
