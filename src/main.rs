@@ -167,8 +167,8 @@ struct SamplingArgs {
     /// New tokens at most (at least 1).
     #[arg(long, default_value_t = 256, value_parser = count(1..))]
     max_new_tokens: usize,
-    /// Sampling temperature (finite, at least 0); 0 is greedy.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite(Included(0.0), Unbounded))]
+    /// Sampling temperature, 0 to 2 (`Sampling::check`'s range, as OpenAI's); 0 is greedy.
+    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(2.0)))]
     temperature: f64,
     /// Nucleus sampling threshold, more than 0 and at most 1 (1 = off).
     #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Included(1.0)))]
@@ -648,15 +648,18 @@ struct OutputArgs {
 }
 
 impl SamplingArgs {
-    fn sampling(&self) -> Sampling {
-        Sampling {
+    /// The settings, range-checked (`Sampling::check`); the error names the flag.
+    fn sampling(&self) -> Result<Sampling> {
+        let sampling = Sampling {
             temperature: self.temperature,
             top_p: self.top_p,
             top_k: self.top_k,
             repetition_penalty: self.repetition_penalty,
             max_new_tokens: self.max_new_tokens,
             seed: self.seed,
-        }
+        };
+        sampling.check().map_err(|e| anyhow::anyhow!("--{} {}", e.field.replace('_', "-"), e.reason))?;
+        Ok(sampling)
     }
 }
 
@@ -974,6 +977,7 @@ fn write_report(path: &Path, json: &str) -> Result<()> {
 }
 
 fn run_generate(args: GenerateArgs) -> Result<()> {
+    let sampling = args.sampling.sampling()?;
     let engine = args.model.engine()?;
     let user = |p: &String| {
         vec![vicuna::data::conversation::Turn { role: vicuna::data::conversation::Role::User, text: p.clone() }]
@@ -983,7 +987,7 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
         .iter()
         .map(|p| engine.prompt_ids(args.model.system.as_deref(), &user(p)))
         .collect::<Result<Vec<_>>>()?;
-    let outputs = engine.generate(&prompts, &args.sampling.sampling(), &mut |_, _| {})?;
+    let outputs = engine.generate(&prompts, &sampling, &mut |_, _| true)?;
     if args.json {
         for o in &outputs {
             println!("{}", serde_json::to_string(o)?);
@@ -999,8 +1003,8 @@ fn run_generate(args: GenerateArgs) -> Result<()> {
 fn run_chat(args: ChatArgs) -> Result<()> {
     use std::io::{BufRead, Write};
     use vicuna::data::conversation::{Role, Turn};
+    let sampling = args.sampling.sampling()?;
     let engine = args.model.engine()?;
-    let sampling = args.sampling.sampling();
     let mut turns: Vec<Turn> = Vec::new();
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
@@ -1028,6 +1032,7 @@ fn run_chat(args: ChatArgs) -> Result<()> {
                     shown = text.len();
                 }
             }
+            true
         })?;
         println!();
         turns.push(Turn { role: Role::Assistant, text: outputs[0].text.clone() });

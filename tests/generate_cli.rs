@@ -59,3 +59,118 @@ fn chat_keeps_the_conversation_across_turns() {
     assert_eq!(text.matches("ASSISTANT: ").count(), 2, "two answers: {text:?}");
     assert_eq!(text.matches("USER: ").count(), 3, "prompted three times (the empty line quits): {text:?}");
 }
+
+#[test]
+fn sampling_settings_out_of_range_are_refused_naming_the_flag() {
+    let s = Scratch::new();
+    let model = tiny_model(&s).to_str().unwrap().to_string();
+    for (flag, value) in [
+        ("--temperature", "-0.5"),
+        ("--temperature", "2.5"),
+        ("--temperature", "NaN"),
+        ("--temperature", "inf"),
+        ("--top-p", "0"),
+        ("--top-p", "1.5"),
+        ("--top-p", "NaN"),
+        ("--repetition-penalty", "0"),
+        ("--repetition-penalty", "-1"),
+        ("--repetition-penalty", "inf"),
+        ("--max-new-tokens", "0"),
+    ] {
+        for command in ["generate", "chat"] {
+            let setting = format!("{flag}={value}");
+            let mut args = vec![command, "--model", &model, "--template", "chatml", &setting];
+            if command == "generate" {
+                args.extend(["--prompt", "Hi"]);
+            }
+            let err = fails(&args);
+            assert!(err.contains(flag), "{command} {flag} {value}: the error names the flag: {err}");
+        }
+    }
+}
+
+/// Runs `vicuna generate --json` on one libtorch thread (see `ONE_THREAD`); returns prompt and
+/// answer lengths per prompt.
+fn lengths(args: &[&str]) -> Vec<(usize, usize)> {
+    let out = vicuna_env(&[&["generate", "--template", "chatml", "--json"], args].concat(), ONE_THREAD);
+    assert!(out.status.success(), "vicuna {args:?} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    let count = |v: &serde_json::Value, key: &str| v[key].as_array().unwrap().len();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .map(|v| (count(&v, "prompt_ids"), count(&v, "ids")))
+        .collect()
+}
+
+#[test]
+fn huge_max_new_tokens_stop_at_the_end_of_the_context() {
+    let s = Scratch::new();
+    // Seed 2 does not stop on its own: the answer runs to the end of the context (256 tokens, to
+    // keep the test fast).
+    let model = tiny_model_with_context(&s, "endless", 2, 256).to_str().unwrap().to_string();
+    for huge in ["1000000000", "9223372036854775807", "18446744073709551615"] {
+        let got = lengths(&["--model", &model, "--max-new-tokens", huge, "--prompt", "Count to a million."]);
+        let (prompt, answer) = got[0];
+        assert_eq!(prompt + answer, 256, "--max-new-tokens {huge}: the answer fills the context and stops there");
+    }
+    // In a left-padded batch, each row stops at its own end of the context.
+    let long = vec!["a"; 200].join(" ");
+    let got = lengths(&[
+        "--model",
+        &model,
+        "--max-new-tokens",
+        "18446744073709551615",
+        "--prompt",
+        "Count to a million.",
+        "--prompt",
+        &long,
+    ]);
+    assert_eq!(got[0].0 + got[0].1, 256, "the short prompt's answer runs to the end of the context: {got:?}");
+    assert!(got[1].0 + got[1].1 <= 256, "the long prompt's answer stops at the end of the context: {got:?}");
+}
+
+#[test]
+fn a_prompt_over_the_context_is_refused_with_a_clear_error() {
+    let s = Scratch::new();
+    let model = tiny_model(&s).to_str().unwrap().to_string();
+    let long = vec!["a"; 3000].join(" ");
+    // Alone, and batched with a short prompt (left padding once skipped the check).
+    for prompts in [vec!["--prompt", &long], vec!["--prompt", "Hi", "--prompt", &long]] {
+        let mut args = vec!["generate", "--model", &model, "--template", "chatml", "--max-new-tokens", "4"];
+        args.extend(prompts.iter().copied());
+        let err = fails(&args);
+        assert!(err.contains("context") && err.contains("2048"), "the error names the context: {err}");
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+        .args(["chat", "--model", &model, "--template", "chatml", "--max-new-tokens", "4"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(format!("{long}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "chat refuses the prompt");
+    assert_no_panic(&err);
+    assert!(err.contains("context") && err.contains("2048"), "the error names the context: {err}");
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_model_is_refused_at_load() {
+    let s = Scratch::new();
+    // A model built for a 300-token vocabulary, then given the 600-token tokenizer.
+    let small = s.path("small_tok");
+    ok(&["tokenizer", "train", train_data().to_str().unwrap(), "-o", small.to_str().unwrap(), "--vocab-size", "300"]);
+    let model = s.path("model");
+    ok(&["model", "init", "--preset", "tiny", "--tokenizer", small.to_str().unwrap(), "-o", model.to_str().unwrap()]);
+    for file in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(tiny_tokenizer().join(file), model.join(file)).unwrap();
+    }
+    let model = model.to_str().unwrap();
+    let err = fails(&["generate", "--model", model, "--template", "chatml", "--prompt", "Hello there, how are you?"]);
+    assert!(err.contains("600") && err.contains("300"), "the error names both sizes: {err}");
+    let err = fails(&["serve", "--model", model, "--template", "chatml", "--port", "0"]);
+    assert!(err.contains("600") && err.contains("300"), "serve refuses it at load too: {err}");
+}

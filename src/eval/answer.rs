@@ -72,7 +72,7 @@ fn answer_batch(engine: &Engine, batch: &[&Question], sampling: &Sampling, model
             conversations[r].push(Turn { role: Role::User, text: batch[r].turns[k].clone() });
             prompts.push(engine.prompt_ids(None, &conversations[r])?);
         }
-        let outputs = engine.generate(&prompts, sampling, &mut |_, _| {})?;
+        let outputs = engine.generate(&prompts, sampling, &mut |_, _| true)?;
         for (&r, output) in rows.iter().zip(outputs) {
             conversations[r].push(Turn { role: Role::Assistant, text: output.text.clone() });
             answers[r].push(output.text);

@@ -153,6 +153,7 @@ fn worker(engine: Engine, queue: Arc<Queue>, max_batch: usize) {
                     shown[row] = text.len();
                 }
             }
+            true
         });
         match result {
             Ok(outputs) => {

@@ -1,12 +1,13 @@
-//! A model directory ready for inference: weights, tokenizer and chat template loaded together,
-//! prompts rendered exactly as in training, and generation stopped where the template ends an
-//! answer. Shared by `vicuna generate`, `vicuna chat` and evaluation.
+//! A model directory ready for inference: weights, tokenizer and chat template loaded together
+//! (a tokenizer whose ids the model cannot embed is refused at load), prompts rendered exactly as
+//! in training, and generation stopped where the template ends an answer. Shared by `vicuna
+//! generate`, `vicuna chat`, `vicuna serve` and evaluation.
 use super::generate::{generate, Sampling, Stops};
 use super::weights::{load_model, Loaded};
 use crate::data::conversation::Turn;
 use crate::data::template::{Template, TemplateName};
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::path::Path;
 use tch::{Device, Kind};
 
@@ -26,11 +27,21 @@ pub struct Output {
 }
 
 impl Engine {
-    /// Loads `dir` (config.json, safetensors, tokenizer files) as `kind` on `device`.
+    /// Loads `dir` (config.json, safetensors, tokenizer files) as `kind` on `device`. A tokenizer
+    /// with more tokens than the model's embedding has rows is an error here, naming both sizes:
+    /// otherwise its upper ids would crash the embedding at the first prompt that uses them.
     pub fn load(dir: &Path, template: Option<TemplateName>, device: Device, kind: Kind) -> Result<Engine> {
         let tokenizer = Tokenizer::load(dir, &SpecialOverrides::default())?;
         let template = template.map(|t| Template::new(t, &tokenizer)).transpose()?;
         let mut model = load_model(dir, kind, device)?;
+        let (tokens, rows) = (tokenizer.vocab_size(), model.model.config.vocab_size);
+        if tokens > rows {
+            bail!(
+                "{}: the tokenizer has {tokens} tokens but the model's embedding has only {rows} (vocab_size in \
+                 config.json), so ids {rows} and up cannot be embedded: use the tokenizer the model was trained with",
+                dir.display()
+            );
+        }
         model.model.prepare_for_inference();
         Ok(Engine { model, tokenizer, template })
     }
@@ -46,6 +57,12 @@ impl Engine {
             }
         };
         Ok(self.tokenizer.encode(&text)?.ids)
+    }
+
+    /// The model's context in tokens (`max_position_embeddings`): a prompt and its answer
+    /// together never exceed it.
+    pub fn context(&self) -> usize {
+        self.model.config.max_position_embeddings
     }
 
     /// What ends an answer: the model's and tokenizer's EOS ids and the template's stop strings.
@@ -65,12 +82,13 @@ impl Engine {
         Stops { eos_ids, strings }
     }
 
-    /// Generates answers for a batch of prompts; `on_token(row, id)` streams new tokens.
+    /// Generates answers for a batch of prompts; `on_token(row, id)` streams new tokens and
+    /// returns whether that row goes on (see `generate::generate`).
     pub fn generate(
         &self,
         prompts: &[Vec<u32>],
         sampling: &Sampling,
-        on_token: &mut dyn FnMut(usize, u32),
+        on_token: &mut dyn FnMut(usize, u32) -> bool,
     ) -> Result<Vec<Output>> {
         let decode = |ids: &[u32]| self.tokenizer.decode(ids, true);
         let ids = generate(&self.model, prompts, sampling, &self.stops(), &decode, on_token)?;

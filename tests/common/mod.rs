@@ -370,3 +370,19 @@ impl Drop for SmallDisk {
         let _ = Command::new("umount").arg(self.dir.path()).status();
     }
 }
+
+/// A copy of the tiny model `name` (random weights from `seed`) whose config.json says
+/// `max_position_embeddings` is `context` (rotary positions need no table, so any context works).
+pub fn tiny_model_with_context(s: &Scratch, name: &str, seed: u64, context: usize) -> PathBuf {
+    let dir = tiny_model_named(s, name, seed);
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["max_position_embeddings"] = context.into();
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+    dir
+}
+
+/// Environment for running the tiny model: one libtorch thread. On a shared 2-core machine under
+/// load, libtorch's two-thread kernels wait on each other for milliseconds per op (a 230-token
+/// answer measured 9 s instead of 0.7 s), which would make time bounds in tests meaningless.
+pub const ONE_THREAD: &[(&str, &str)] = &[("OMP_NUM_THREADS", "1")];
