@@ -1020,20 +1020,19 @@ fn run_chat(args: ChatArgs) -> Result<()> {
         let prompt = engine.prompt_ids(args.model.system.as_deref(), &turns)?;
         print!("ASSISTANT: ");
         stdout.flush()?;
-        // Streams the decoded text as it grows (a token may complete a multi-byte character).
-        let mut ids = Vec::new();
-        let mut shown = 0;
-        let outputs = engine.generate(&[prompt], &sampling, &mut |_, id| {
-            ids.push(id);
-            if let Ok(text) = engine.tokenizer.decode(&ids, true) {
-                if text.len() > shown && text.is_char_boundary(shown) {
-                    print!("{}", &text[shown..]);
-                    let _ = std::io::stdout().flush();
-                    shown = text.len();
-                }
+        // Streams the text as it grows (a token may complete a multi-byte character).
+        let mut text = vicuna::model::inference::TextStream::default();
+        let show = |piece: Option<String>| {
+            if let Some(piece) = piece {
+                print!("{piece}");
+                let _ = std::io::stdout().flush();
             }
+        };
+        let outputs = engine.generate(&[prompt], &sampling, &mut |_, id| {
+            show(text.push(&engine.tokenizer, id).ok().flatten());
             true
         })?;
+        show(text.finish(&engine.tokenizer).ok().flatten());
         println!();
         turns.push(Turn { role: Role::Assistant, text: outputs[0].text.clone() });
     }

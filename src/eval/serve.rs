@@ -3,22 +3,38 @@
 //! a fine-tuned model and `vicuna eval judge` can use it as a judge. Requests wait in a bounded
 //! queue (HTTP 503 with `Retry-After` when it is full); one worker thread owns the model and runs
 //! queued requests that share sampling settings as one batch. An optional bearer key guards it.
+//!
+//! Nothing a client sends may crash it. Every request is checked where it arrives: the body's
+//! types, each sampling setting's range (`Sampling::check`, named in the 400), `n` (1 only), and
+//! the prompt, rendered and tokenized there, against the model's context (a prompt that leaves no
+//! room for an answer is a 400; `max_tokens` is clamped to the room left). The worker runs each
+//! batch under `catch_unwind`: a panic answers that batch's requests with 500, is counted in the
+//! log, and the next batch runs. A request whose client went away (its reply channel closed) stops
+//! at its next token. `/health` answers 503 once the worker thread is gone, and requests then
+//! fail at once.
+//!
+//! Test-only fault injection, read once at start-up and unset in production (no request can turn
+//! it on): `VICUNA_TEST_PANIC_ON_PROMPT=TEXT` makes a batch holding a request whose last message
+//! is exactly TEXT panic inside the batch guard; `VICUNA_TEST_KILL_WORKER_ON_PROMPT=TEXT` makes
+//! the worker thread itself panic on such a request, outside the guard (`tests/serve_faults.rs`).
 use crate::data::conversation::{Role, Turn};
-use crate::model::generate::Sampling;
-use crate::model::inference::Engine;
-use anyhow::{Context, Result};
+use crate::model::generate::{room_left, Sampling};
+use crate::model::inference::{Engine, Prompter, TextStream};
+use anyhow::{bail, Context, Result};
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::convert::Infallible;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::pin::Pin;
 use std::sync::{Arc, Condvar, Mutex};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use std::task::{Context as TaskContext, Poll};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio_stream::StreamExt;
 
 /// Settings of the server.
@@ -34,7 +50,7 @@ pub struct ServeOptions {
     pub queue: usize,
     /// Requests run together at most.
     pub max_batch: usize,
-    /// `max_tokens` when a request gives none.
+    /// `max_tokens` when a request gives none (clamped to the room its prompt leaves).
     pub default_max_tokens: usize,
 }
 
@@ -45,71 +61,163 @@ enum Reply {
     Failed(String),
 }
 
+/// A checked request waiting for the model: its prompt ids fit the context, and
+/// `sampling.max_new_tokens` is clamped to the room they leave.
 struct Job {
-    system: Option<String>,
-    turns: Vec<Turn>,
+    prompt: Vec<u32>,
     sampling: Sampling,
+    /// Whether the client reads text deltas (otherwise only the final answer is sent).
+    stream: bool,
     reply: UnboundedSender<Reply>,
+    /// Test-only fault to inject (see the module doc); `None` in production.
+    fault: Option<Fault>,
+}
+
+/// A test-only fault (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fault {
+    PanicInBatch,
+    KillWorker,
+}
+
+/// The test-only fault triggers, from the environment at start-up.
+#[derive(Debug, Default)]
+struct Faults {
+    panic_in_batch: Option<String>,
+    kill_worker: Option<String>,
+}
+
+impl Faults {
+    fn from_env() -> Faults {
+        let var = |name| std::env::var(name).ok().filter(|v: &String| !v.is_empty());
+        Faults {
+            panic_in_batch: var("VICUNA_TEST_PANIC_ON_PROMPT"),
+            kill_worker: var("VICUNA_TEST_KILL_WORKER_ON_PROMPT"),
+        }
+    }
+
+    /// The fault a conversation triggers: its last message equals a trigger.
+    fn triggered(&self, turns: &[Turn]) -> Option<Fault> {
+        let last = turns.last().map(|t| t.text.as_str());
+        if last.is_some() && last == self.panic_in_batch.as_deref() {
+            Some(Fault::PanicInBatch)
+        } else if last.is_some() && last == self.kill_worker.as_deref() {
+            Some(Fault::KillWorker)
+        } else {
+            None
+        }
+    }
+}
+
+/// Why the queue did not take a job.
+enum Refused {
+    Full,
+    /// The worker is gone: nothing will ever run the job.
+    Stopped,
+}
+
+/// The jobs waiting, and whether the worker has stopped (then nothing more is taken).
+struct Waiting {
+    jobs: VecDeque<Job>,
+    stopped: bool,
 }
 
 /// The bounded queue between HTTP handlers and the model worker.
 struct Queue {
-    jobs: Mutex<VecDeque<Job>>,
+    waiting: Mutex<Waiting>,
     ready: Condvar,
     capacity: usize,
 }
 
 impl Queue {
-    fn push(&self, job: Job) -> std::result::Result<(), Job> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        if jobs.len() >= self.capacity {
-            return Err(job);
+    fn push(&self, job: Job) -> std::result::Result<(), Refused> {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        if waiting.stopped {
+            return Err(Refused::Stopped);
         }
-        jobs.push_back(job);
+        if waiting.jobs.len() >= self.capacity {
+            return Err(Refused::Full);
+        }
+        waiting.jobs.push_back(job);
         self.ready.notify_one();
         Ok(())
     }
 
-    /// Blocks for a job, then takes the waiting jobs with the same sampling settings, up to `max`.
+    /// Blocks for a job, then takes the waiting jobs with the same sampling settings (their
+    /// `max_tokens` may differ: each row stops at its own), up to `max`.
     fn take_batch(&self, max: usize) -> Vec<Job> {
-        let mut jobs = self.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        while jobs.is_empty() {
-            jobs = self.ready.wait(jobs).unwrap_or_else(|e| e.into_inner());
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        while waiting.jobs.is_empty() {
+            waiting = self.ready.wait(waiting).unwrap_or_else(|e| e.into_inner());
         }
-        let first = jobs.pop_front().expect("not empty");
+        let first = waiting.jobs.pop_front().expect("not empty");
         let mut batch = vec![first];
         let mut i = 0;
-        while i < jobs.len() && batch.len() < max {
-            if jobs[i].sampling == batch[0].sampling {
-                batch.push(jobs.remove(i).expect("index checked"));
+        while i < waiting.jobs.len() && batch.len() < max {
+            if same_settings(&waiting.jobs[i].sampling, &batch[0].sampling) {
+                batch.push(waiting.jobs.remove(i).expect("index checked"));
             } else {
                 i += 1;
             }
         }
         batch
     }
+
+    /// Called when the worker ends: refuses new jobs and drops the waiting ones, whose handlers
+    /// then see their reply channel close and answer at once instead of waiting forever.
+    fn stop(&self) {
+        let mut waiting = self.waiting.lock().unwrap_or_else(|e| e.into_inner());
+        waiting.stopped = true;
+        waiting.jobs.clear();
+    }
+}
+
+/// Whether two requests can share a batch: every setting equal but the number of new tokens.
+fn same_settings(a: &Sampling, b: &Sampling) -> bool {
+    Sampling { max_new_tokens: 0, ..a.clone() } == Sampling { max_new_tokens: 0, ..b.clone() }
 }
 
 struct Shared {
     queue: Arc<Queue>,
     options: ServeOptions,
+    /// Renders and tokenizes prompts in the handlers (the model stays on its worker).
+    prompter: Prompter,
+    /// The model's context in tokens.
+    context: usize,
+    /// The model worker, to tell whether it is still running.
+    worker: std::thread::JoinHandle<()>,
+    faults: Faults,
+}
+
+impl Shared {
+    fn worker_gone(&self) -> bool {
+        self.worker.is_finished()
+    }
 }
 
 /// Runs the server until SIGINT or SIGTERM.
 pub fn serve(engine: Engine, options: ServeOptions) -> Result<()> {
-    let queue =
-        Arc::new(Queue { jobs: Mutex::new(VecDeque::new()), ready: Condvar::new(), capacity: options.queue.max(1) });
+    if options.default_max_tokens == 0 {
+        bail!("--default-max-tokens must be at least 1");
+    }
+    let queue = Arc::new(Queue {
+        waiting: Mutex::new(Waiting { jobs: VecDeque::new(), stopped: false }),
+        ready: Condvar::new(),
+        capacity: options.queue.max(1),
+    });
+    let (prompter, context) = (engine.prompter(), engine.context());
     let worker_queue = queue.clone();
     let max_batch = options.max_batch.max(1);
-    std::thread::Builder::new()
+    let worker = std::thread::Builder::new()
         .name("model".into())
         .spawn(move || worker(engine, worker_queue, max_batch))
         .context("cannot start the model worker")?;
-    let shared = Arc::new(Shared { queue, options: options.clone() });
+    let faults = Faults::from_env();
+    let shared = Arc::new(Shared { queue, options: options.clone(), prompter, context, worker, faults });
     let app = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/chat/completions", post(chat))
-        .route("/health", get(|| async { "ok" }))
+        .route("/health", get(health))
         .with_state(shared);
     let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     runtime.block_on(async move {
@@ -129,52 +237,126 @@ async fn shutdown() {
     }
 }
 
-/// The model worker: batches of queued jobs, tokens streamed back as text deltas.
+/// Stops the queue when the worker thread ends, however it ends.
+struct StopOnExit(Arc<Queue>);
+
+impl Drop for StopOnExit {
+    fn drop(&mut self) {
+        eprintln!("model worker: stopped; /health now reports it and requests get 503: restart the server");
+        self.0.stop();
+    }
+}
+
+/// The model worker: batches of queued jobs, each under `catch_unwind` so that a panic in one
+/// batch (a libtorch error, an allocation that fails) answers that batch with errors and the
+/// worker goes on with the next.
 fn worker(engine: Engine, queue: Arc<Queue>, max_batch: usize) {
+    let _stop = StopOnExit(queue.clone());
+    let mut panics = 0usize;
     loop {
-        let jobs = queue.take_batch(max_batch);
-        let prompts: Result<Vec<Vec<u32>>> =
-            jobs.iter().map(|j| engine.prompt_ids(j.system.as_deref(), &j.turns)).collect();
-        let prompts = match prompts {
-            Ok(p) => p,
-            Err(e) => {
-                jobs.iter().for_each(|j| drop(j.reply.send(Reply::Failed(format!("{e:#}")))));
-                continue;
-            }
-        };
-        let mut ids: Vec<Vec<u32>> = vec![Vec::new(); jobs.len()];
-        let mut shown = vec![0usize; jobs.len()];
-        let sampling = jobs[0].sampling.clone();
-        let result = engine.generate(&prompts, &sampling, &mut |row, id| {
-            ids[row].push(id);
-            if let Ok(text) = engine.tokenizer.decode(&ids[row], true) {
-                if text.len() > shown[row] && text.is_char_boundary(shown[row]) {
-                    let _ = jobs[row].reply.send(Reply::Delta(text[shown[row]..].to_string()));
-                    shown[row] = text.len();
-                }
-            }
-            true
-        });
-        match result {
-            Ok(outputs) => {
-                for ((job, out), prompt) in jobs.iter().zip(outputs).zip(&prompts) {
-                    let finish = if out.ids.len() >= sampling.max_new_tokens { "length" } else { "stop" };
-                    let done = Reply::Done {
-                        text: out.text,
-                        prompt_tokens: prompt.len(),
-                        completion_tokens: out.ids.len(),
-                        finish,
-                    };
-                    let _ = job.reply.send(done);
-                }
-            }
-            Err(e) => jobs.iter().for_each(|j| drop(j.reply.send(Reply::Failed(format!("{e:#}"))))),
+        let mut jobs = queue.take_batch(max_batch);
+        let queued = jobs.len();
+        jobs.retain(|j| !j.reply.is_closed());
+        if jobs.len() < queued {
+            eprintln!("request(s) cancelled: {} client(s) disconnected while queued", queued - jobs.len());
         }
+        if jobs.is_empty() {
+            continue;
+        }
+        if jobs.iter().any(|j| j.fault == Some(Fault::KillWorker)) {
+            panic!("VICUNA_TEST_KILL_WORKER_ON_PROMPT: the model worker stops here (test only)");
+        }
+        if let Err(payload) = catch_unwind(AssertUnwindSafe(|| run_batch(&engine, &jobs))) {
+            panics += 1;
+            let what = panic_message(payload.as_ref());
+            eprintln!(
+                "model worker: a batch of {} request(s) panicked ({what}); they were answered with an error; \
+                 {panics} so far; still serving",
+                jobs.len()
+            );
+            for job in &jobs {
+                let message = format!("generating this answer failed on the server ({what}); retry or report it");
+                let _ = job.reply.send(Reply::Failed(message));
+            }
+        }
+    }
+}
+
+/// The first line of a panic's message (libtorch's carry a C++ backtrace after it).
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    let text = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_string());
+    let first = text.lines().next().unwrap_or_default();
+    first.chars().take(300).collect()
+}
+
+/// Generates one batch and answers each of its requests.
+fn run_batch(engine: &Engine, jobs: &[Job]) {
+    if jobs.iter().any(|j| j.fault == Some(Fault::PanicInBatch)) {
+        panic!("VICUNA_TEST_PANIC_ON_PROMPT: a panic inside one batch (test only)");
+    }
+    let prompts: Vec<Vec<u32>> = jobs.iter().map(|j| j.prompt.clone()).collect();
+    let mut sampling = jobs[0].sampling.clone();
+    sampling.max_new_tokens = jobs.iter().map(|j| j.sampling.max_new_tokens).max().unwrap_or(1);
+    let mut texts = vec![TextStream::default(); jobs.len()];
+    let mut made = vec![0usize; jobs.len()];
+    let mut left = vec![false; jobs.len()];
+    let result = engine.generate(&prompts, &sampling, &mut |row, id| {
+        let job = &jobs[row];
+        made[row] += 1;
+        let mut gone = job.reply.is_closed();
+        if job.stream && !gone {
+            if let Ok(Some(piece)) = texts[row].push(&engine.tokenizer, id) {
+                gone = job.reply.send(Reply::Delta(piece)).is_err();
+            }
+        }
+        if gone {
+            left[row] = true;
+            eprintln!("request cancelled: the client disconnected after {} tokens", made[row]);
+            return false;
+        }
+        made[row] < job.sampling.max_new_tokens
+    });
+    match result {
+        Ok(outputs) => {
+            for (row, (job, out)) in jobs.iter().zip(outputs).enumerate() {
+                if left[row] {
+                    continue;
+                }
+                if job.stream {
+                    if let Ok(Some(piece)) = texts[row].finish(&engine.tokenizer) {
+                        let _ = job.reply.send(Reply::Delta(piece));
+                    }
+                }
+                let finish = if out.ids.len() >= job.sampling.max_new_tokens { "length" } else { "stop" };
+                let done = Reply::Done {
+                    text: out.text,
+                    prompt_tokens: job.prompt.len(),
+                    completion_tokens: out.ids.len(),
+                    finish,
+                };
+                let _ = job.reply.send(done);
+            }
+        }
+        Err(e) => jobs.iter().for_each(|j| drop(j.reply.send(Reply::Failed(format!("{e:#}"))))),
     }
 }
 
 fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
     (status, Json(json!({"error": {"message": message.into(), "type": kind}}))).into_response()
+}
+
+/// A 400 for a request the server cannot take as sent.
+fn invalid(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "invalid_request_error", message)
+}
+
+/// The 503 once the model worker is gone (the server must be restarted).
+fn worker_gone() -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "server_error", "the model worker stopped; the server must be restarted")
 }
 
 fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
@@ -186,6 +368,18 @@ fn authorized(shared: &Shared, headers: &HeaderMap) -> bool {
     }
 }
 
+/// 200 `ok` while the model worker runs, 503 once it is gone (so that a supervisor restarts us).
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.worker_gone() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unhealthy", "error": "the model worker stopped"})),
+        )
+            .into_response();
+    }
+    "ok".into_response()
+}
+
 async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     if !authorized(&shared, &headers) {
         return error(StatusCode::UNAUTHORIZED, "authentication_error", "missing or wrong bearer key");
@@ -193,25 +387,140 @@ async fn models(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Respon
     Json(json!({"object": "list", "data": [{"id": shared.options.model_name, "object": "model", "created": 0, "owned_by": "vicuna"}]})).into_response()
 }
 
-/// The fields of a Chat Completions request this server honours (others are ignored).
-#[derive(Deserialize)]
+/// The fields of a Chat Completions request this server honours, type-checked (others are
+/// ignored; `null` counts as absent).
 struct ChatRequest {
-    messages: Vec<Message>,
+    /// Role and content of each message.
+    messages: Vec<(String, Value)>,
     temperature: Option<f64>,
     top_p: Option<f64>,
-    top_k: Option<usize>,
-    max_tokens: Option<usize>,
-    max_completion_tokens: Option<usize>,
+    /// As sent: -1 and 0 are off.
+    top_k: Option<i64>,
+    /// `max_completion_tokens` or `max_tokens` (the name the request used, and the value).
+    max_tokens: Option<(&'static str, u64)>,
     seed: Option<u64>,
     repetition_penalty: Option<f64>,
-    #[serde(default)]
     stream: bool,
 }
 
-#[derive(Deserialize)]
-struct Message {
-    role: String,
-    content: Value,
+/// The JSON type of `v`, for messages.
+fn type_name(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+impl ChatRequest {
+    /// Reads and type-checks a request body; the error names the field.
+    fn parse(body: &[u8]) -> std::result::Result<ChatRequest, String> {
+        let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
+        let Value::Object(fields) = value else {
+            return Err(format!("the body must be a JSON object with a messages array, not {}", type_name(&value)));
+        };
+        let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
+        let number = |name: &'static str| match get(name) {
+            None => Ok(None),
+            Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{name} must be a number, not {}", type_name(v))),
+        };
+        let integer = |name: &'static str| match get(name) {
+            None => Ok(None),
+            Some(v) => match (v.as_i64(), v.as_u64()) {
+                (Some(i), _) => Ok(Some(i128::from(i))),
+                (None, Some(u)) => Ok(Some(i128::from(u))),
+                _ => Err(format!("{name} must be an integer, not {}", type_name(v))),
+            },
+        };
+        let messages = match get("messages") {
+            None => return Err("messages is required: a list of {\"role\", \"content\"} objects".into()),
+            Some(Value::Array(list)) => list
+                .iter()
+                .enumerate()
+                .map(|(i, m)| {
+                    let m = m
+                        .as_object()
+                        .ok_or_else(|| format!("messages[{i}] must be an object, not {}", type_name(m)))?;
+                    let role = match m.get("role") {
+                        Some(Value::String(r)) => r.clone(),
+                        Some(v) => return Err(format!("messages[{i}].role must be a string, not {}", type_name(v))),
+                        None => return Err(format!("messages[{i}].role is required")),
+                    };
+                    let content =
+                        m.get("content").cloned().ok_or_else(|| format!("messages[{i}].content is required"))?;
+                    Ok((role, content))
+                })
+                .collect::<std::result::Result<Vec<_>, String>>()?,
+            Some(v) => {
+                return Err(format!(
+                    "messages must be a list of {{\"role\", \"content\"}} objects, not {}",
+                    type_name(v)
+                ))
+            }
+        };
+        let max_tokens = match (integer("max_completion_tokens")?, integer("max_tokens")?) {
+            (Some(n), _) => Some(("max_completion_tokens", n)),
+            (None, Some(n)) => Some(("max_tokens", n)),
+            (None, None) => None,
+        };
+        let max_tokens = match max_tokens {
+            Some((name, n)) if n < 1 => return Err(format!("{name} must be at least 1, got {n}")),
+            Some((name, n)) => Some((name, u64::try_from(n).unwrap_or(u64::MAX))),
+            None => None,
+        };
+        let top_k = match integer("top_k")? {
+            Some(k) if k < -1 => return Err(format!("top_k must be at least 0 (0 or -1 is off), got {k}")),
+            Some(k) => Some(i64::try_from(k).unwrap_or(i64::MAX)),
+            None => None,
+        };
+        match integer("n")? {
+            None | Some(1) => {}
+            Some(n) => return Err(format!("n must be 1 (this server returns one choice per request), got {n}")),
+        }
+        let seed = integer("seed")?.map(|s| s as u64);
+        let stream = match get("stream") {
+            None => false,
+            Some(Value::Bool(b)) => *b,
+            Some(v) => return Err(format!("stream must be true or false, not {}", type_name(v))),
+        };
+        Ok(ChatRequest {
+            messages,
+            temperature: number("temperature")?,
+            top_p: number("top_p")?,
+            top_k,
+            max_tokens,
+            seed,
+            repetition_penalty: number("repetition_penalty")?,
+            stream,
+        })
+    }
+
+    /// The sampling settings asked for, range-checked by `Sampling::check` (the error names the
+    /// request's field); `max_new_tokens` is not yet clamped to the context.
+    fn sampling(&self, default_max_tokens: usize) -> std::result::Result<Sampling, String> {
+        let sampling = Sampling {
+            temperature: self.temperature.unwrap_or(0.0),
+            top_p: self.top_p.unwrap_or(1.0),
+            top_k: self.top_k.map_or(0, |k| usize::try_from(k).unwrap_or(0)),
+            repetition_penalty: self.repetition_penalty.unwrap_or(1.0),
+            max_new_tokens: self
+                .max_tokens
+                .map_or(default_max_tokens, |(_, n)| usize::try_from(n).unwrap_or(usize::MAX)),
+            seed: self.seed.unwrap_or(0),
+        };
+        sampling.check().map_err(|e| {
+            let field = match e.field {
+                "max_new_tokens" => self.max_tokens.map_or("max_tokens", |(name, _)| name),
+                other => other,
+            };
+            format!("{field} {}", e.reason)
+        })?;
+        Ok(sampling)
+    }
 }
 
 /// The text of a message: a string, or the text parts of a list of content parts.
@@ -227,13 +536,13 @@ fn content_text(content: &Value) -> Option<String> {
 }
 
 /// Turns OpenAI messages into a system prompt and alternating turns ending with a user turn.
-fn conversation(messages: &[Message]) -> std::result::Result<(Option<String>, Vec<Turn>), String> {
+fn conversation(messages: &[(String, Value)]) -> std::result::Result<(Option<String>, Vec<Turn>), String> {
     let mut system = None;
     let mut turns = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        let text = content_text(&m.content)
+    for (i, (role, content)) in messages.iter().enumerate() {
+        let text = content_text(content)
             .ok_or_else(|| format!("messages[{i}].content must be a string or a list of text parts"))?;
-        let role = match m.role.as_str() {
+        let role = match role.as_str() {
             "system" | "developer" if turns.is_empty() => {
                 system = Some(text);
                 continue;
@@ -253,7 +562,7 @@ fn conversation(messages: &[Message]) -> std::result::Result<(Option<String>, Ve
         turns.push(Turn { role, text });
     }
     if turns.last().map(|t| t.role) != Some(Role::User) {
-        return Err("the last message must come from the user".into());
+        return Err("messages must end with a user message".into());
     }
     Ok((system, turns))
 }
@@ -262,35 +571,56 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum:
     if !authorized(&shared, &headers) {
         return error(StatusCode::UNAUTHORIZED, "authentication_error", "missing or wrong bearer key");
     }
-    let request: ChatRequest = match serde_json::from_slice(&body) {
+    if shared.worker_gone() {
+        return worker_gone();
+    }
+    let request = match ChatRequest::parse(&body) {
         Ok(r) => r,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", format!("invalid request body: {e}")),
+        Err(message) => return invalid(message),
+    };
+    let mut sampling = match request.sampling(shared.options.default_max_tokens) {
+        Ok(s) => s,
+        Err(message) => return invalid(message),
     };
     let (system, turns) = match conversation(&request.messages) {
         Ok(c) => c,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", message),
+        Err(message) => return invalid(message),
     };
-    let sampling = Sampling {
-        temperature: request.temperature.unwrap_or(0.0),
-        top_p: request.top_p.unwrap_or(1.0),
-        top_k: request.top_k.unwrap_or(0),
-        repetition_penalty: request.repetition_penalty.unwrap_or(1.0),
-        max_new_tokens: request
-            .max_completion_tokens
-            .or(request.max_tokens)
-            .unwrap_or(shared.options.default_max_tokens)
-            .max(1),
-        seed: request.seed.unwrap_or(0),
+    let fault = shared.faults.triggered(&turns);
+    // Rendering and tokenizing a long prompt takes a while: off the async threads.
+    let prompter = shared.prompter.clone();
+    let prompt = match tokio::task::spawn_blocking(move || prompter.prompt_ids(system.as_deref(), &turns)).await {
+        Ok(Ok(ids)) => ids,
+        Ok(Err(e)) => return invalid(format!("messages cannot be rendered with the model's chat template: {e:#}")),
+        Err(_) => return error(StatusCode::INTERNAL_SERVER_ERROR, "server_error", "rendering the prompt failed"),
     };
-    let (tx, mut rx) = unbounded_channel();
-    if shared.queue.push(Job { system, turns, sampling, reply: tx }).is_err() {
-        let mut response = error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "server_error",
-            "the server is busy: its request queue is full; retry later",
+    let room = room_left(shared.context, prompt.len());
+    if room == 0 {
+        let message = format!(
+            "messages are {} tokens, which leaves no room for an answer in the model's context of {} tokens: \
+             shorten them",
+            prompt.len(),
+            shared.context
         );
-        response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
-        return response;
+        let body =
+            json!({"error": {"message": message, "type": "invalid_request_error", "code": "context_length_exceeded"}});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    }
+    sampling.max_new_tokens = sampling.max_new_tokens.min(room);
+    let (tx, mut rx) = unbounded_channel();
+    let job = Job { prompt, sampling, stream: request.stream, reply: tx, fault };
+    match shared.queue.push(job) {
+        Ok(()) => {}
+        Err(Refused::Stopped) => return worker_gone(),
+        Err(Refused::Full) => {
+            let mut response = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "server_error",
+                "the server is busy: its request queue is full; retry later",
+            );
+            response.headers_mut().insert("retry-after", "1".parse().expect("valid header"));
+            return response;
+        }
     }
     let id = format!(
         "chatcmpl-{:x}",
@@ -299,6 +629,7 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum:
     let created = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
     let model = shared.options.model_name.clone();
     if !request.stream {
+        // Dropping `rx` (when the client goes away and axum drops this future) stops the row.
         loop {
             match rx.recv().await {
                 Some(Reply::Delta(_)) => continue,
@@ -321,34 +652,60 @@ async fn chat(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: axum:
         Event::default().data(json!({"id": id, "object": "chat.completion.chunk", "created": created, "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}).to_string())
     };
     let first = chunk(json!({"role": "assistant"}), None);
-    let stream = async_stream(rx, chunk);
-    Sse::new(tokio_stream::once(Ok::<_, Infallible>(first)).chain(stream)).into_response()
+    let events = Events { replies: rx, chunk, state: EventsState::Open };
+    Sse::new(tokio_stream::once(Ok::<_, Infallible>(first)).chain(events)).into_response()
 }
 
-/// The SSE events after the first: content deltas, the final chunk with its finish reason, `[DONE]`.
-fn async_stream(
-    mut rx: tokio::sync::mpsc::UnboundedReceiver<Reply>,
-    chunk: impl Fn(Value, Option<&str>) -> Event + Send + 'static,
-) -> impl tokio_stream::Stream<Item = std::result::Result<Event, Infallible>> {
-    let (tx, events) = unbounded_channel();
-    tokio::spawn(async move {
-        while let Some(reply) = rx.recv().await {
-            let (event, last) = match reply {
-                Reply::Delta(text) => (chunk(json!({"content": text}), None), false),
-                Reply::Done { finish, .. } => (chunk(json!({}), Some(finish)), true),
-                Reply::Failed(message) => (
-                    Event::default().data(json!({"error": {"message": message, "type": "server_error"}}).to_string()),
-                    true,
-                ),
-            };
-            if tx.send(Ok(event)).is_err() {
-                return;
+/// Where an `Events` stream stands.
+enum EventsState {
+    Open,
+    /// The last chunk went out; `[DONE]` is next.
+    Finishing,
+    Closed,
+}
+
+/// The SSE events after the first: content deltas, the final chunk with its finish reason (or an
+/// error event), then `[DONE]`. The stream owns the worker's reply channel, so when the client
+/// disconnects and axum drops the stream, the worker sees the channel closed at its next token.
+struct Events<F> {
+    replies: UnboundedReceiver<Reply>,
+    chunk: F,
+    state: EventsState,
+}
+
+impl<F: Fn(Value, Option<&str>) -> Event + Unpin> tokio_stream::Stream for Events<F> {
+    type Item = std::result::Result<Event, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut TaskContext<'_>) -> Poll<Option<Self::Item>> {
+        let failed = |message: &str| {
+            Event::default().data(json!({"error": {"message": message, "type": "server_error"}}).to_string())
+        };
+        let event = match self.state {
+            EventsState::Closed => return Poll::Ready(None),
+            EventsState::Finishing => {
+                self.state = EventsState::Closed;
+                Event::default().data("[DONE]")
             }
-            if last {
-                let _ = tx.send(Ok(Event::default().data("[DONE]")));
-                return;
-            }
+            EventsState::Open => match self.replies.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Reply::Delta(text))) => (self.chunk)(json!({"content": text}), None),
+                Poll::Ready(Some(Reply::Done { finish, .. })) => {
+                    self.state = EventsState::Finishing;
+                    (self.chunk)(json!({}), Some(finish))
+                }
+                Poll::Ready(Some(Reply::Failed(message))) => {
+                    self.state = EventsState::Finishing;
+                    failed(&message)
+                }
+                Poll::Ready(None) => {
+                    self.state = EventsState::Finishing;
+                    failed("the model worker stopped")
+                }
+            },
+        };
+        if !matches!(self.state, EventsState::Open) {
+            self.replies.close();
         }
-    });
-    tokio_stream::wrappers::UnboundedReceiverStream::new(events)
+        Poll::Ready(Some(Ok(event)))
+    }
 }

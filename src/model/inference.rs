@@ -1,7 +1,8 @@
 //! A model directory ready for inference: weights, tokenizer and chat template loaded together
 //! (a tokenizer whose ids the model cannot embed is refused at load), prompts rendered exactly as
-//! in training, and generation stopped where the template ends an answer. Shared by `vicuna
-//! generate`, `vicuna chat`, `vicuna serve` and evaluation.
+//! in training, generation stopped where the template ends an answer, and generated ids turned
+//! into text incrementally for streaming. Shared by `vicuna generate`, `vicuna chat`, `vicuna
+//! serve` and evaluation.
 use super::generate::{generate, Sampling, Stops};
 use super::weights::{load_model, Loaded};
 use crate::data::conversation::Turn;
@@ -9,13 +10,39 @@ use crate::data::template::{Template, TemplateName};
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use anyhow::{bail, Result};
 use std::path::Path;
+use std::sync::Arc;
 use tch::{Device, Kind};
 
 /// Model, tokenizer and (optional) template of one directory.
 pub struct Engine {
     pub model: Loaded,
-    pub tokenizer: Tokenizer,
-    pub template: Option<Template>,
+    /// Shared with `Prompter`s (the model itself is not `Sync`; the text side is).
+    pub tokenizer: Arc<Tokenizer>,
+    pub template: Option<Arc<Template>>,
+}
+
+/// The text side of an engine, without the model: renders and tokenizes prompts. Cheap to clone
+/// and shareable across threads, so that a server can check prompts where requests arrive while
+/// one thread owns the model.
+#[derive(Clone)]
+pub struct Prompter {
+    pub tokenizer: Arc<Tokenizer>,
+    pub template: Option<Arc<Template>>,
+}
+
+impl Prompter {
+    /// Token ids of a prompt: the conversation rendered by the template up to where the answer
+    /// starts, or, without a template, the last turn's text after BOS.
+    pub fn prompt_ids(&self, system: Option<&str>, turns: &[Turn]) -> Result<Vec<u32>> {
+        let text = match &self.template {
+            Some(t) => t.prompt(system, turns)?,
+            None => {
+                let bos = self.tokenizer.bos.as_ref().map(|b| b.text.as_str()).unwrap_or("");
+                format!("{bos}{}", turns.last().map(|t| t.text.as_str()).unwrap_or(""))
+            }
+        };
+        Ok(self.tokenizer.encode(&text)?.ids)
+    }
 }
 
 /// One generated answer.
@@ -43,20 +70,17 @@ impl Engine {
             );
         }
         model.model.prepare_for_inference();
-        Ok(Engine { model, tokenizer, template })
+        Ok(Engine { model, tokenizer: Arc::new(tokenizer), template: template.map(Arc::new) })
     }
 
-    /// Token ids of a prompt: the conversation rendered by the template up to where the answer
-    /// starts, or, without a template, the last turn's text after BOS.
+    /// The tokenizer and template, to render prompts away from the model's thread.
+    pub fn prompter(&self) -> Prompter {
+        Prompter { tokenizer: self.tokenizer.clone(), template: self.template.clone() }
+    }
+
+    /// Token ids of a prompt (see `Prompter::prompt_ids`).
     pub fn prompt_ids(&self, system: Option<&str>, turns: &[Turn]) -> Result<Vec<u32>> {
-        let text = match &self.template {
-            Some(t) => t.prompt(system, turns)?,
-            None => {
-                let bos = self.tokenizer.bos.as_ref().map(|b| b.text.as_str()).unwrap_or("");
-                format!("{bos}{}", turns.last().map(|t| t.text.as_str()).unwrap_or(""))
-            }
-        };
-        Ok(self.tokenizer.encode(&text)?.ids)
+        self.prompter().prompt_ids(system, turns)
     }
 
     /// The model's context in tokens (`max_position_embeddings`): a prompt and its answer
@@ -99,5 +123,48 @@ impl Engine {
                 Ok(Output { prompt_ids: p.clone(), text: self.tokenizer.decode(&ids, true)?.trim().to_string(), ids })
             })
             .collect()
+    }
+}
+
+/// The text of a growing answer, piece by piece, for streaming: each new token costs two
+/// decodes of a short window instead of a decode of the whole answer (the prefix and read
+/// offsets of `transformers`' `TextStreamer` and TGI's `decode_token`). A piece is held back
+/// while its text ends in an incomplete character (U+FFFD, a token holding part of a multi-byte
+/// character); `finish` releases what is left. The pieces joined equal the decoded answer.
+#[derive(Debug, Clone, Default)]
+pub struct TextStream {
+    ids: Vec<u32>,
+    /// Start of the window decoded for context (earlier tokens are settled).
+    prefix: usize,
+    /// End of the text already released.
+    read: usize,
+}
+
+impl TextStream {
+    /// Adds `id` and returns the new text, if a complete piece is ready.
+    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
+        self.ids.push(id);
+        self.release(tokenizer, false)
+    }
+
+    /// The text not yet released (at the end of the answer), if any.
+    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>> {
+        self.release(tokenizer, true)
+    }
+
+    fn release(&mut self, tokenizer: &Tokenizer, last: bool) -> Result<Option<String>> {
+        if self.read == self.ids.len() {
+            return Ok(None);
+        }
+        let before = tokenizer.decode(&self.ids[self.prefix..self.read], true)?;
+        let now = tokenizer.decode(&self.ids[self.prefix..], true)?;
+        let complete = last || !now.ends_with('\u{fffd}');
+        if now.len() > before.len() && now.is_char_boundary(before.len()) && complete {
+            let piece = now[before.len()..].to_string();
+            self.prefix = self.read;
+            self.read = self.ids.len();
+            return Ok(Some(piece));
+        }
+        Ok(None)
     }
 }

@@ -386,3 +386,90 @@ pub fn tiny_model_with_context(s: &Scratch, name: &str, seed: u64, context: usiz
 /// load, libtorch's two-thread kernels wait on each other for milliseconds per op (a 230-token
 /// answer measured 9 s instead of 0.7 s), which would make time bounds in tests meaningless.
 pub const ONE_THREAD: &[(&str, &str)] = &[("OMP_NUM_THREADS", "1")];
+
+/// A `vicuna serve` process started with extra environment variables whose stderr (the server's
+/// log) is kept, for tests that check what the server logged.
+pub struct LoggedServer {
+    pub served: Served,
+    /// Every stderr line after the listening address, in order.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl LoggedServer {
+    /// Serves `model` (chatml template) with `extra` flags and `env`, and waits until it listens.
+    pub fn start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> LoggedServer {
+        use std::io::BufRead;
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+        cmd.args(["serve", "--model", model.to_str().unwrap(), "--template", "chatml", "--port", "0"])
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start vicuna serve");
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = std::io::BufReader::new(stderr).lines();
+        let line = lines.next().expect("serve prints its address").unwrap();
+        let addr = line.rsplit("http://").next().unwrap().trim().to_string();
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let sink = log.clone();
+        std::thread::spawn(move || lines.map_while(|l| l.ok()).for_each(|l| sink.lock().unwrap().push(l)));
+        LoggedServer { served: Served { child, base: format!("http://{addr}/v1") }, log }
+    }
+
+    /// The log so far, one line per line.
+    pub fn log_text(&self) -> String {
+        self.log.lock().unwrap().join("\n")
+    }
+
+    /// Waits up to `limit` for a log line containing `needle`; returns that line.
+    pub fn wait_for_log(&self, needle: &str, limit: std::time::Duration) -> Option<String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            if let Some(line) = self.log.lock().unwrap().iter().find(|l| l.contains(needle)) {
+                return Some(line.clone());
+            }
+            if std::time::Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// An HTTP client for loopback servers: every status is a response, never an error, and no
+/// request waits longer than `limit`.
+pub fn http_agent(limit: std::time::Duration) -> ureq::Agent {
+    ureq::Agent::config_builder().timeout_global(Some(limit)).http_status_as_error(false).build().into()
+}
+
+/// POSTs `body` (raw bytes, sent as JSON) to `url`; returns the status and the whole response body.
+pub fn post_bytes(agent: &ureq::Agent, url: &str, body: &[u8]) -> (u16, String) {
+    let mut response = agent
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body)
+        .unwrap_or_else(|e| panic!("POST {url} got no response: {e}"));
+    let status = response.status().as_u16();
+    (status, response.body_mut().read_to_string().unwrap_or_default())
+}
+
+/// POSTs a Chat Completions request to a `vicuna serve` base URL (up to `/v1`).
+pub fn post_chat(agent: &ureq::Agent, base: &str, body: &serde_json::Value) -> (u16, String) {
+    post_bytes(agent, &format!("{base}/chat/completions"), body.to_string().as_bytes())
+}
+
+/// A Chat Completions body with one user message and `extra` fields merged in.
+pub fn chat_body(text: &str, extra: serde_json::Value) -> serde_json::Value {
+    let mut body = serde_json::json!({"model": "m", "messages": [{"role": "user", "content": text}]});
+    for (k, v) in extra.as_object().expect("extra fields are an object") {
+        body[k] = v.clone();
+    }
+    body
+}
+
+/// A prompt of about `tokens` tokens for the tiny tokenizer (`" a"` is one token there).
+pub fn long_prompt(tokens: usize) -> String {
+    vec!["a"; tokens].join(" ")
+}
