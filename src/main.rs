@@ -1,27 +1,16 @@
-//! The `vicuna` command line: parses arguments with clap, turns them into the library's checked
-//! option structs, calls the library and prints what it returns. No logic lives here.
-use anyhow::{Context, Result};
-use clap::builder::RangedU64ValueParser;
-use clap::{Args, Parser, Subcommand};
-use std::ops::Bound::{self, Excluded, Included, Unbounded};
-use std::ops::RangeBounds;
-use std::path::{Path, PathBuf};
+//! The `vicuna` command line: parses arguments (clap structs in `cli.rs`), dispatches each command
+//! to the library, prints what it returns and maps errors to the exit code. No logic lives here.
+mod cli;
+
+use anyhow::Result;
+use clap::Parser;
+use cli::{Cli, Command, EvalCommand, ModelCommand, TokenizerCommand};
 use std::process::ExitCode;
-use vicuna::data::clean::CleanOptions;
-use vicuna::data::conversation::Conversation;
-use vicuna::data::conversation::Style;
-use vicuna::data::filter::{parse_lang, FilterOptions};
-use vicuna::data::ops::{self, Amount};
-use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
-use vicuna::data::report::Report;
-use vicuna::data::split::{LongPair, SplitOptions};
-use vicuna::data::stats;
-use vicuna::data::template::{Template, TemplateName};
+use vicuna::data::conversation::{Role, Turn};
 use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
-use vicuna::model::config::Preset;
-use vicuna::model::device::{parse_device, Dtype};
-use vicuna::model::generate::Sampling;
-use vicuna::model::inference::Engine;
+use vicuna::eval::{answer, client, judge, questions, report};
+use vicuna::infer::engine::model_name;
+use vicuna::util::secret::key_from_env;
 
 /// jemalloc serves every allocation of the process, libtorch's included: with unprefixed symbols
 /// it replaces glibc's malloc for the shared libraries too. glibc's heap kept freed activation
@@ -36,684 +25,6 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// jemalloc's compiled-in options (read once at start-up; see `ALLOCATOR`).
 #[export_name = "malloc_conf"]
 static MALLOC_CONF: &[u8; 36] = b"dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
-
-/// A clap value parser for a finite number within `min` and `max`. Every float flag goes through
-/// it, so NaN, infinities and out-of-range values are refused when the command line is parsed,
-/// naming the flag and the range, before any work starts (`eval judge --timeout -1`, `NaN` or
-/// `1e30` used to panic in `Duration::from_secs_f64`; a NaN temperature reached the sampler).
-fn finite(min: Bound<f64>, max: Bound<f64>) -> impl Fn(&str) -> Result<f64, String> + Clone + Send + Sync + 'static {
-    move |text: &str| match text.trim().parse::<f64>() {
-        Ok(value) if value.is_finite() && (min, max).contains(&value) => Ok(value),
-        _ => {
-            let mut range = "must be a finite number".to_string();
-            match min {
-                Included(v) => range.push_str(&format!(" at least {v}")),
-                Excluded(v) => range.push_str(&format!(" greater than {v}")),
-                Unbounded => {}
-            }
-            let and = if matches!(min, Unbounded) { "" } else { " and" };
-            match max {
-                Included(v) => range.push_str(&format!("{and} at most {v}")),
-                Excluded(v) => range.push_str(&format!("{and} less than {v}")),
-                Unbounded => {}
-            }
-            Err(range)
-        }
-    }
-}
-
-/// A clap value parser for a `usize` count in `range` (the message gives the range), so a count
-/// of 0 (or one too large to mean anything) is refused naming the flag instead of being changed
-/// silently, dividing by zero or exhausting memory.
-fn count(range: impl RangeBounds<u64>) -> RangedU64ValueParser<usize> {
-    RangedU64ValueParser::<usize>::new().range(range)
-}
-
-/// The longest `eval judge --timeout`, in seconds: a day. More is a typo, and past about 1e19 s a
-/// `Duration` cannot hold it.
-const MAX_TIMEOUT_S: f64 = 86_400.0;
-
-/// Judge requests in flight at most (each is a thread).
-const MAX_CONCURRENCY: u64 = 1024;
-
-/// Retries per judge request at most; with the 30 s backoff cap, 100 is about an hour per request.
-const MAX_RETRIES: i64 = 100;
-
-/// The smallest `tokenizer train --vocab-size`: every byte plus the special tokens. The largest
-/// (2^20) is far above any real model's and keeps the trainer's tables in memory.
-const MIN_VOCAB: u64 = 256 + vicuna::data::tokenizer::bpe_train::SPECIAL_TOKENS.len() as u64;
-
-/// `model init --max-shard-size`: a size with an optional unit, more than 0 bytes.
-fn shard_size(text: &str) -> Result<usize, String> {
-    match vicuna::model::weights::parse_size(text) {
-        Ok(0) => Err("must be more than 0 bytes (e.g. 5GB, 500MB)".to_string()),
-        Ok(bytes) => Ok(bytes),
-        Err(e) => Err(format!("{e:#}")),
-    }
-}
-
-/// The Vicuna recipe in one binary: clean ShareGPT dumps, fine-tune LLaMA models, evaluate them.
-#[derive(Parser)]
-#[command(name = "vicuna", version, about)]
-struct Cli {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Prepare training data: raw ShareGPT dumps to clean conversations (or run one stage).
-    Prep(Prep),
-    /// Tokenizer tools.
-    #[command(subcommand)]
-    Tokenizer(TokenizerCommand),
-    /// Create or inspect models in Hugging Face layout.
-    #[command(subcommand)]
-    Model(ModelCommand),
-    /// Generate text from a model (KV cache; greedy or sampled; several prompts as one batch).
-    Generate(GenerateArgs),
-    /// Chat with a model in the terminal, answers streamed token by token.
-    Chat(ChatArgs),
-    /// Fine-tune a model on conversations (recipe keys from --config, overridden by flags).
-    Train(TrainArgs),
-    /// Serve a model over an OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming).
-    Serve(ServeArgs),
-    /// Evaluate: answer question sets, judge answers with an LLM, report.
-    #[command(subcommand)]
-    Eval(EvalCommand),
-    /// Show the libtorch runtime: version, CPU threads, CUDA devices.
-    Env {
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Subcommand)]
-enum ModelCommand {
-    /// Write a randomly initialised model (HF layout: config.json, safetensors, tokenizer files).
-    Init {
-        /// Model size.
-        #[arg(long, value_enum)]
-        preset: Preset,
-        /// Tokenizer (tokenizer.json or a directory): sets the vocabulary and is copied along.
-        #[arg(long)]
-        tokenizer: PathBuf,
-        /// Output directory.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Seed of the random weights.
-        #[arg(long, default_value_t = 0)]
-        seed: i64,
-        /// Weight format on disk.
-        #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
-        dtype: Dtype,
-        /// Largest safetensors shard (e.g. 5GB, 500MB).
-        #[arg(long, default_value = "5GB", value_parser = shard_size)]
-        max_shard_size: usize,
-    },
-    /// Print a model's config, parameter count and tensors.
-    Inspect {
-        /// Model directory.
-        dir: PathBuf,
-        /// Print JSON.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Args)]
-struct SamplingArgs {
-    /// New tokens at most (at least 1).
-    #[arg(long, default_value_t = 256, value_parser = count(1..))]
-    max_new_tokens: usize,
-    /// Sampling temperature, 0 to 2 (`Sampling::check`'s range, as OpenAI's); 0 is greedy.
-    #[arg(long, default_value_t = 0.0, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(2.0)))]
-    temperature: f64,
-    /// Nucleus sampling threshold, more than 0 and at most 1 (1 = off).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Included(1.0)))]
-    top_p: f64,
-    /// Sample among the k most likely tokens only (0 = off).
-    #[arg(long, default_value_t = 0)]
-    top_k: usize,
-    /// Penalty on tokens already present, more than 0 (1 = off; 1.1 to 1.3 curbs loops).
-    #[arg(long, default_value_t = 1.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Unbounded))]
-    repetition_penalty: f64,
-    /// Seed of the sampler.
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-}
-
-#[derive(Args)]
-struct ModelArgs {
-    /// Model directory (config.json, safetensors, tokenizer files).
-    #[arg(long)]
-    model: PathBuf,
-    /// Chat template; without one, the prompt is raw text.
-    #[arg(long, value_enum)]
-    template: Option<TemplateName>,
-    /// System prompt (replaces the template's default).
-    #[arg(long)]
-    system: Option<String>,
-    /// cpu, cuda or cuda:N.
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Compute format.
-    #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
-    dtype: Dtype,
-}
-
-#[derive(Args)]
-struct GenerateArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Prompt; repeat the flag for a batch.
-    #[arg(long, required = true)]
-    prompt: Vec<String>,
-    #[command(flatten)]
-    sampling: SamplingArgs,
-    /// Print one JSON object per prompt (prompt ids, generated ids, text) instead of text.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Args)]
-struct ChatArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    #[command(flatten)]
-    sampling: SamplingArgs,
-}
-
-#[derive(Subcommand)]
-enum EvalCommand {
-    /// Answer a question set (Vicuna-80 or MT-bench JSONL) in FastChat's answer format.
-    Answer {
-        #[command(flatten)]
-        model: ModelArgs,
-        /// Question file.
-        #[arg(long)]
-        questions: PathBuf,
-        /// Answer file (JSONL); questions already answered there are skipped.
-        #[arg(short, long)]
-        output: PathBuf,
-        /// model_id written into the answers (default: the model directory's name).
-        #[arg(long)]
-        model_id: Option<String>,
-        /// Questions generated together (at least 1).
-        #[arg(long, default_value_t = 16, value_parser = count(1..))]
-        batch_size: usize,
-        /// New tokens per answer at most (at least 1).
-        #[arg(long, default_value_t = 1024, value_parser = count(1..))]
-        max_new_tokens: usize,
-        /// One temperature for all questions, 0 to 2 (default: MT-bench's per-category table).
-        #[arg(long, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(2.0)))]
-        temperature: Option<f64>,
-        /// Sampler seed.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-    },
-    /// Import another model's answers (FastChat's llm_judge or older Vicuna-80 format).
-    Import {
-        /// Answer file to import.
-        input: PathBuf,
-        /// model_id to give them (default: as in the file, else the file name).
-        #[arg(long)]
-        model_id: Option<String>,
-        #[arg(short, long)]
-        output: PathBuf,
-    },
-    /// Judge answers with an LLM through an OpenAI-compatible endpoint (appends; reruns skip what is done).
-    Judge {
-        /// Question file.
-        #[arg(long)]
-        questions: PathBuf,
-        /// Answer files, one or more models each.
-        #[arg(long, required = true, num_args = 1..)]
-        answers: Vec<PathBuf>,
-        /// pairwise, single, pairwise-baseline or vicuna80 (two scores per pair, the Vicuna paper's review).
-        #[arg(long)]
-        mode: String,
-        /// Judge model name sent to the endpoint.
-        #[arg(long)]
-        judge_model: String,
-        /// Judgment file (JSONL, appended).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Endpoint base URL up to /v1.
-        #[arg(long, default_value = "https://api.openai.com/v1")]
-        api_base: String,
-        /// Environment variable holding the API key (never printed); it must be set, unless the
-        /// endpoint needs no key: then pass --api-key-env ''.
-        #[arg(long, default_value = "OPENAI_API_KEY")]
-        api_key_env: String,
-        /// The baseline model (pairwise-baseline; optional for vicuna80).
-        #[arg(long)]
-        baseline: Option<String>,
-        /// Judge prompts in FastChat's judge_prompts.jsonl format (added to the built-in ones).
-        #[arg(long)]
-        judge_prompts: Option<PathBuf>,
-        /// Reference answers for math, reasoning and coding (an answer file).
-        #[arg(long)]
-        reference_answers: Option<PathBuf>,
-        /// Requests in flight at most (1 to 1024).
-        #[arg(long, default_value_t = 4, value_parser = count(1..=MAX_CONCURRENCY))]
-        concurrency: usize,
-        /// Seconds per request before it is retried (more than 0, at most a day).
-        #[arg(long, default_value_t = 120.0, allow_negative_numbers = true, value_parser = finite(Excluded(0.0), Included(MAX_TIMEOUT_S)))]
-        timeout: f64,
-        /// Retries per request on 429, 5xx, timeouts and dropped connections (0 to 100).
-        #[arg(long, default_value_t = 6, allow_negative_numbers = true, value_parser = clap::value_parser!(u32).range(0..=MAX_RETRIES))]
-        max_retries: u32,
-        /// Judge reply length at most, in tokens (at least 1).
-        #[arg(long, default_value_t = 2048, value_parser = count(1..))]
-        max_tokens: usize,
-        /// Print the run summary as JSON.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Report judgments: totals like the Vicuna paper's Table 2, win rates, MT-bench scores, per category.
-    Report {
-        /// Judgment file.
-        judgments: PathBuf,
-        /// Model the others are measured against.
-        #[arg(long)]
-        baseline: Option<String>,
-        /// Only this judge's judgments.
-        #[arg(long)]
-        judge: Option<String>,
-        /// Question file, for categories missing from the judgments.
-        #[arg(long)]
-        questions: Option<PathBuf>,
-        /// Also write the per-category chart (SVG) here.
-        #[arg(long)]
-        chart: Option<PathBuf>,
-        /// Print JSON instead of Markdown.
-        #[arg(long)]
-        json: bool,
-    },
-}
-
-#[derive(Args)]
-struct ServeArgs {
-    #[command(flatten)]
-    model: ModelArgs,
-    /// Address to listen on.
-    #[arg(long, default_value = "127.0.0.1")]
-    host: String,
-    /// Port (0 picks a free one; the address is printed on stderr).
-    #[arg(long, default_value_t = 8000)]
-    port: u16,
-    /// Model name reported to clients (default: the model directory's name).
-    #[arg(long)]
-    model_name: Option<String>,
-    /// Name of an environment variable holding the bearer key clients must send.
-    #[arg(long)]
-    api_key_env: Option<String>,
-    /// Requests that may wait (at least 1); beyond it the server answers 503.
-    #[arg(long, default_value_t = 64, value_parser = count(1..))]
-    queue: usize,
-    /// Requests generated together at most (at least 1).
-    #[arg(long, default_value_t = 16, value_parser = count(1..))]
-    max_batch: usize,
-    /// max_tokens when a request gives none (at least 1).
-    #[arg(long, default_value_t = 512, value_parser = count(1..))]
-    default_max_tokens: usize,
-}
-
-#[derive(Args)]
-struct TrainArgs {
-    /// Recipe (TOML); every key can also be given as a flag, which wins.
-    #[arg(long)]
-    config: Option<PathBuf>,
-    /// Continue from a checkpoint: `auto` (the newest in output_dir that verifies) or a path.
-    #[arg(long, value_name = "auto|PATH")]
-    resume: Option<vicuna::train::trainer::Resume>,
-    /// Accept a setting that differs from the checkpoint's when resuming (e.g. learning_rate);
-    /// repeat for several. Each accepted change is written to metrics.jsonl.
-    #[arg(long, value_name = "KEY")]
-    allow_change: Vec<String>,
-    #[command(flatten)]
-    recipe: vicuna::train::recipe::Recipe,
-    /// Print the outcome as JSON.
-    #[arg(long)]
-    json: bool,
-}
-
-#[derive(Subcommand)]
-enum TokenizerCommand {
-    /// Train a small byte-level BPE tokenizer on conversations (for tiny test and demo models).
-    Train {
-        /// Conversation files (any format `prep convert` reads).
-        inputs: Vec<PathBuf>,
-        /// Output directory (tokenizer.json, tokenizer_config.json).
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Vocabulary size, special tokens included (264, every byte and the special tokens, to 2^20).
-        #[arg(long, default_value_t = 2048, value_parser = count(MIN_VOCAB..=1 << 20))]
-        vocab_size: usize,
-    },
-}
-
-/// `vicuna prep RAW... -o OUT` runs clean, filter and dedup (and split, with `--tokenizer`) in one
-/// pass; each stage is also a subcommand.
-#[derive(Args)]
-#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
-struct Prep {
-    #[command(subcommand)]
-    stage: Option<Stage>,
-    /// Raw ShareGPT dumps (.json array or .jsonl).
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
-    /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-    #[arg(short, long, required = true)]
-    output: Option<PathBuf>,
-    #[command(flatten)]
-    clean: CleanArgs,
-    #[command(flatten)]
-    filter: FilterArgs,
-    /// Keep duplicates (by id and by first user and assistant turn) instead of dropping them.
-    #[arg(long)]
-    no_dedup: bool,
-    /// With `--tokenizer`, conversations are also split to fit `--max-length` tokens.
-    #[command(flatten)]
-    split: SplitArgs,
-    #[command(flatten)]
-    out: OutputArgs,
-}
-
-#[derive(Subcommand)]
-enum Stage {
-    /// HTML to markdown, human-turn repair, service errors, blocked words, roles and structure.
-    Clean {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        clean: CleanArgs,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Drop conversations by language, repetition, broken lists or turn count.
-    Filter {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        filter: FilterArgs,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Drop duplicates by id and by (first user turn, first assistant turn); the first one wins.
-    Dedup {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Print statistics: conversations, turns, characters, length histogram, languages (tokens with --tokenizer).
-    Stats {
-        inputs: Vec<PathBuf>,
-        /// With `--tokenizer`: token counts as rendered by `--template`.
-        #[command(flatten)]
-        tokens: TokenArgs,
-        /// Print JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Concatenate files into one, in the order given.
-    Merge {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Also drop duplicates across the inputs.
-        #[arg(long)]
-        dedup: bool,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Write a seeded random subset, in input order.
-    Sample {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        /// Number of conversations to keep.
-        #[arg(long, conflicts_with = "fraction", required_unless_present = "fraction")]
-        count: Option<usize>,
-        /// Share of conversations to keep (0 to 1).
-        #[arg(long, allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(1.0)))]
-        fraction: Option<f64>,
-        /// Seed of the choice.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Split into a train and a test file (seeded, each in input order).
-    SplitTrainTest {
-        inputs: Vec<PathBuf>,
-        /// Train output file.
-        #[arg(long)]
-        train: PathBuf,
-        /// Test output file.
-        #[arg(long)]
-        test: PathBuf,
-        /// Share of conversations for the test file (0 to 1).
-        #[arg(long, default_value_t = 0.01, conflicts_with = "test_count", allow_negative_numbers = true, value_parser = finite(Included(0.0), Included(1.0)))]
-        test_ratio: f64,
-        /// Exact number of conversations for the test file.
-        #[arg(long)]
-        test_count: Option<usize>,
-        /// Seed of the split.
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Split long conversations at turn-pair boundaries so each segment fits `--max-length` tokens.
-    Split {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        split: SplitArgs,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Tokenize with a chat template: one {"id", "input_ids", "labels"} per sample (labels -100 where masked).
-    Encode {
-        inputs: Vec<PathBuf>,
-        /// Output (.jsonl or .json).
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        tokens: SplitArgs,
-        /// Split long conversations first instead of truncating them.
-        #[arg(long)]
-        split: bool,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-    /// Print conversations as the trainer sees them, trained tokens highlighted.
-    Inspect {
-        input: PathBuf,
-        #[command(flatten)]
-        tokens: TokenArgs,
-        /// Which conversation (position in the file); several allowed.
-        #[arg(long, default_values_t = [0])]
-        index: Vec<usize>,
-        /// Highlight with colour (auto: when stdout is a terminal).
-        #[arg(long, value_enum, default_value_t = Color::Auto)]
-        color: Color,
-    },
-    /// Convert ShareGPT, OpenAI messages or Alpaca records to ShareGPT or OpenAI records.
-    Convert {
-        inputs: Vec<PathBuf>,
-        #[arg(short, long)]
-        output: PathBuf,
-        #[command(flatten)]
-        out: OutputArgs,
-    },
-}
-
-#[derive(Args, Clone)]
-struct SplitArgs {
-    #[command(flatten)]
-    tokens: TokenArgs,
-    /// What to do with a single turn pair longer than `--max-length` when splitting.
-    #[arg(long, value_enum, default_value_t = LongPair::Truncate)]
-    long_pair: LongPair,
-}
-
-impl SplitArgs {
-    fn options(&self) -> SplitOptions {
-        SplitOptions { max_len: self.tokens.max_length, long_pair: self.long_pair }
-    }
-}
-
-#[derive(Args, Clone)]
-struct TokenArgs {
-    /// Tokenizer: a tokenizer.json, or a model directory with tokenizer.json (and tokenizer_config.json).
-    #[arg(long)]
-    tokenizer: Option<PathBuf>,
-    /// Chat template.
-    #[arg(long, value_enum, default_value_t = TemplateName::VicunaV11)]
-    template: TemplateName,
-    /// Maximum tokens per sample (the training context; at least 1).
-    #[arg(long, default_value_t = 2048, value_parser = count(1..))]
-    max_length: usize,
-    /// Override the BOS token (its text in the vocabulary).
-    #[arg(long)]
-    bos_token: Option<String>,
-    /// Override the EOS token (its text in the vocabulary).
-    #[arg(long)]
-    eos_token: Option<String>,
-    /// Override the padding token (its text in the vocabulary).
-    #[arg(long)]
-    pad_token: Option<String>,
-}
-
-/// When to colour terminal output.
-#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum Color {
-    Auto,
-    Always,
-    Never,
-}
-
-#[derive(Args, Clone)]
-struct CleanArgs {
-    /// Words that drop a conversation when any turn contains them (case-insensitive, comma-separated; empty for none).
-    #[arg(long, value_delimiter = ',', default_value = "openai,chatgpt")]
-    blocked_words: Vec<String>,
-}
-
-#[derive(Args, Clone)]
-struct FilterArgs {
-    /// Keep only conversations in these languages (ISO 639-1 like `en`, comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    keep_lang: Vec<String>,
-    /// Drop conversations in these languages (ISO 639-1 like `ko`, comma-separated).
-    #[arg(long, value_delimiter = ',')]
-    skip_lang: Vec<String>,
-    /// Drop conversations with a run of 9 identical digits.
-    #[arg(long)]
-    reduce_rep: bool,
-    /// Drop conversations whose numbered markdown list restarts at `1.`.
-    #[arg(long)]
-    drop_restarted_lists: bool,
-    /// Drop conversations with fewer turns (user and assistant messages).
-    #[arg(long)]
-    min_turns: Option<usize>,
-    /// Drop conversations with more turns (user and assistant messages).
-    #[arg(long)]
-    max_turns: Option<usize>,
-}
-
-#[derive(Args, Clone)]
-struct OutputArgs {
-    /// Record shape of the output.
-    #[arg(long, value_enum, default_value_t = Style::Sharegpt)]
-    style: Style,
-    /// Stop at the first malformed record instead of counting and skipping it.
-    #[arg(long)]
-    strict: bool,
-    /// Print the report as JSON.
-    #[arg(long)]
-    json: bool,
-    /// Also write the report as JSON to this file.
-    #[arg(long)]
-    report: Option<PathBuf>,
-}
-
-impl SamplingArgs {
-    /// The settings, range-checked (`Sampling::check`); the error names the flag.
-    fn sampling(&self) -> Result<Sampling> {
-        let sampling = Sampling {
-            temperature: self.temperature,
-            top_p: self.top_p,
-            top_k: self.top_k,
-            repetition_penalty: self.repetition_penalty,
-            max_new_tokens: self.max_new_tokens,
-            seed: self.seed,
-        };
-        sampling.check().map_err(|e| anyhow::anyhow!("--{} {}", e.field.replace('_', "-"), e.reason))?;
-        Ok(sampling)
-    }
-}
-
-impl ModelArgs {
-    fn engine(&self) -> Result<Engine> {
-        Engine::load(&self.model, self.template, parse_device(&self.device)?, self.dtype.kind())
-    }
-}
-
-impl TokenArgs {
-    /// Loads the tokenizer and binds the template; `None` without `--tokenizer`.
-    fn load(&self) -> Result<Option<(Tokenizer, Template)>> {
-        let Some(path) = &self.tokenizer else { return Ok(None) };
-        let overrides =
-            SpecialOverrides { bos: self.bos_token.clone(), eos: self.eos_token.clone(), pad: self.pad_token.clone() };
-        let tokenizer = Tokenizer::load(path, &overrides)?;
-        let template = Template::new(self.template, &tokenizer)?;
-        Ok(Some((tokenizer, template)))
-    }
-
-    /// Like `load`, for commands that cannot run without a tokenizer.
-    fn require(&self, command: &str) -> Result<(Tokenizer, Template)> {
-        self.load()?
-            .with_context(|| format!("prep {command} needs --tokenizer (a tokenizer.json or a model directory)"))
-    }
-}
-
-impl CleanArgs {
-    fn options(&self) -> CleanOptions {
-        let blocked_words =
-            self.blocked_words.iter().map(|w| w.trim().to_lowercase()).filter(|w| !w.is_empty()).collect();
-        CleanOptions { blocked_words }
-    }
-}
-
-impl FilterArgs {
-    fn options(&self) -> Result<FilterOptions> {
-        let langs = |codes: &[String]| codes.iter().map(|c| parse_lang(c)).collect::<Result<Vec<_>>>();
-        Ok(FilterOptions {
-            keep_lang: langs(&self.keep_lang)?,
-            skip_lang: langs(&self.skip_lang)?,
-            reduce_rep: self.reduce_rep,
-            wrong_list_format: self.drop_restarted_lists,
-            min_turns: self.min_turns,
-            max_turns: self.max_turns,
-        })
-    }
-}
-
-impl OutputArgs {
-    fn plan<'a>(&self, command: &'a str, read: Read) -> Plan<'a> {
-        Plan { style: self.style, strict: self.strict, ..Plan::new(command, read) }
-    }
-}
 
 fn main() -> ExitCode {
     // Like other Unix tools, end quietly when the reader of stdout goes away (`| head`).
@@ -730,74 +41,91 @@ fn main() -> ExitCode {
     }
 }
 
+/// Prints `value` as one line of JSON, or as its text form.
+fn print(json: bool, value: &(impl serde::Serialize + std::fmt::Display)) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string(value)?);
+    } else {
+        println!("{value}");
+    }
+    Ok(())
+}
+
+fn warn_all(messages: &[String]) {
+    messages.iter().for_each(|m| eprintln!("warning: {m}"));
+}
+
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Prep(prep) => run_prep(prep),
+        Command::Prep(prep) => print!("{}", cli::run_prep(prep)?),
         Command::Tokenizer(TokenizerCommand::Train { inputs, output, vocab_size }) => {
             let texts = vicuna::data::convert::texts(&inputs)?;
             vicuna::data::tokenizer::bpe_train::train(&texts, vocab_size, &output)?;
             println!("trained a {vocab_size}-token BPE tokenizer on {} texts into {}", texts.len(), output.display());
-            Ok(())
         }
         Command::Model(ModelCommand::Init { preset, tokenizer, output, seed, dtype, max_shard_size }) => {
             let tok = Tokenizer::load(&tokenizer, &SpecialOverrides::default())?;
             let config =
                 preset.config(tok.vocab_size(), tok.bos.as_ref().map(|b| b.id), tok.eos.iter().map(|e| e.id).collect());
             let params = config.parameter_count();
-            let model = vicuna::model::llama::Llama::init(config, seed, dtype.kind(), tch::Device::Cpu)?;
-            vicuna::model::weights::save_model(&model, &output, dtype.kind(), max_shard_size, Some(&tokenizer))?;
+            vicuna::model::weights::init_model(config, seed, dtype.kind(), max_shard_size, &tokenizer, &output)?;
             println!("wrote a {params}-parameter {preset:?} model to {}", output.display());
-            Ok(())
         }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
-            let config = vicuna::model::config::Config::load(&dir.join("config.json"))?;
-            let checkpoint = vicuna::model::weights::Checkpoint::open(&dir)?;
-            let tensors: Vec<(String, Vec<i64>, String)> = checkpoint
-                .names()
-                .filter_map(|n| checkpoint.describe(n).map(|(shape, dtype)| (n.to_string(), shape, dtype)))
-                .collect();
+            let inspection = vicuna::model::weights::inspect(&dir)?;
             if json {
-                let v = serde_json::json!({"config": config.to_hf_json(config.torch_dtype.as_deref().unwrap_or("float32")), "parameters": config.parameter_count(), "tensors": tensors});
-                println!("{}", serde_json::to_string_pretty(&v)?);
+                println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
-                println!("{config:#?}");
-                println!("parameters: {}", config.parameter_count());
-                for (name, shape, dtype) in tensors {
-                    println!("  {name:<48} {dtype:<5} {shape:?}");
+                print!("{inspection}");
+            }
+        }
+        Command::Generate(args) => {
+            let sampling = args.sampling.sampling()?;
+            let engine = args.model.engine()?;
+            let prompts = args
+                .prompt
+                .iter()
+                .map(|p| engine.prompt_ids(args.model.system.as_deref(), &[Turn { role: Role::User, text: p.clone() }]))
+                .collect::<Result<Vec<_>>>()?;
+            for output in engine.generate(&prompts, &sampling, &mut |_, _| true)? {
+                if args.json {
+                    println!("{}", serde_json::to_string(&output)?);
+                } else {
+                    println!("{}", output.text);
                 }
             }
-            Ok(())
         }
-        Command::Generate(args) => run_generate(args),
-        Command::Train(args) => run_train(args),
-        Command::Eval(command) => run_eval(command),
-        Command::Serve(args) => {
+        Command::Chat(args) => {
+            let sampling = args.sampling.sampling()?;
             let engine = args.model.engine()?;
-            let api_key = match &args.api_key_env {
-                Some(var) => {
-                    Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?)
-                }
-                None => None,
+            eprintln!("chatting with {} (empty line or Ctrl-D to quit)", args.model.model.display());
+            let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout());
+            vicuna::infer::chat::repl(&engine, &sampling, args.model.system.clone(), &mut input, &mut output)?;
+        }
+        Command::Train(args) => {
+            let recipe = match &args.config {
+                Some(path) => vicuna::train::recipe::Recipe::load(path)?,
+                None => Default::default(),
             };
-            let model_name = args.model_name.clone().unwrap_or_else(|| {
-                args.model
-                    .model
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "vicuna".into())
-            });
-            let options = vicuna::eval::serve::ServeOptions {
+            let config = recipe.overridden_by(args.recipe).resolve()?;
+            let resume = args.resume.unwrap_or(vicuna::train::trainer::Resume::No);
+            print(args.json, &vicuna::train::trainer::train(&config, resume, &args.allow_change)?)?;
+        }
+        Command::Serve(args) => {
+            let api_key = args.api_key_env.as_deref().map(key_from_env).transpose()?.flatten();
+            let engine = args.model.engine()?;
+            let options = vicuna::infer::serve::ServeOptions {
                 host: args.host,
                 port: args.port,
-                model_name,
+                model_name: args.model_name.unwrap_or_else(|| model_name(&args.model.model)),
                 api_key,
                 queue: args.queue,
                 max_batch: args.max_batch,
                 default_max_tokens: args.default_max_tokens,
             };
-            vicuna::eval::serve::serve(engine, options)
+            vicuna::infer::serve::serve(engine, options)?;
         }
-        Command::Chat(args) => run_chat(args),
+        Command::Eval(command) => run_eval(command)?,
         Command::Env { json } => {
             let runtime = vicuna::model::device::runtime();
             if json {
@@ -805,308 +133,28 @@ fn run(cli: Cli) -> Result<()> {
             } else {
                 println!("{runtime:#?}");
             }
-            Ok(())
         }
-    }
-}
-
-/// The files a prep command reads and the ones it writes (with their flags), so that an output
-/// that would replace an input, or another output, is refused before anything is written.
-fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
-    fn paths(inputs: &[PathBuf]) -> Vec<&Path> {
-        inputs.iter().map(PathBuf::as_path).collect()
-    }
-    fn with_report<'a>(
-        mut outputs: Vec<(&'static str, &'a Path)>,
-        out: &'a OutputArgs,
-    ) -> Vec<(&'static str, &'a Path)> {
-        outputs.extend(out.report.as_deref().map(|r| ("--report", r)));
-        outputs
-    }
-    let Some(stage) = &prep.stage else {
-        return (
-            paths(&prep.inputs),
-            with_report(prep.output.iter().map(|o| ("--output", o.as_path())).collect(), &prep.out),
-        );
-    };
-    match stage {
-        Stage::Clean { inputs, output, out, .. }
-        | Stage::Filter { inputs, output, out, .. }
-        | Stage::Dedup { inputs, output, out }
-        | Stage::Merge { inputs, output, out, .. }
-        | Stage::Sample { inputs, output, out, .. }
-        | Stage::Split { inputs, output, out, .. }
-        | Stage::Encode { inputs, output, out, .. }
-        | Stage::Convert { inputs, output, out } => (paths(inputs), with_report(vec![("--output", output)], out)),
-        Stage::SplitTrainTest { inputs, train, test, out, .. } => {
-            (paths(inputs), with_report(vec![("--train", train), ("--test", test)], out))
-        }
-        Stage::Stats { inputs, .. } => (paths(inputs), Vec::new()),
-        Stage::Inspect { input, .. } => (vec![input.as_path()], Vec::new()),
-    }
-}
-
-fn run_prep(prep: Prep) -> Result<()> {
-    let (inputs, outputs) = prep_files(&prep);
-    vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
-    let Some(stage) = prep.stage else {
-        let output = prep.output.context("missing --output")?;
-        let loaded = prep.split.tokens.load()?;
-        let split = prep.split.options();
-        let plan = Plan {
-            filter: prep.filter.options()?,
-            dedup: !prep.no_dedup,
-            tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
-                tokenizer,
-                template,
-                split: Some(split),
-                encode: None,
-            }),
-            ..prep.out.plan("prep", Read::Clean(prep.clean.options()))
-        };
-        return report(&prep.out, &[pipeline::run(&plan, &prep.inputs, &output)?]);
-    };
-    match stage {
-        Stage::Clean { inputs, output, clean, out } => {
-            let plan = out.plan("clean", Read::Clean(clean.options()));
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Filter { inputs, output, filter, out } => {
-            let plan = Plan { filter: filter.options()?, ..out.plan("filter", Read::Conversations) };
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Dedup { inputs, output, out } => {
-            let plan = Plan { dedup: true, ..out.plan("dedup", Read::Conversations) };
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Merge { inputs, output, dedup, out } => {
-            let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Split { inputs, output, split, out } => {
-            let (tokenizer, template) = split.tokens.require("split")?;
-            let split = split.options();
-            let stages = TokenStages { tokenizer: &tokenizer, template: &template, split: Some(split), encode: None };
-            let plan = Plan { tokens: Some(stages), ..out.plan("split", Read::Conversations) };
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Encode { inputs, output, tokens, split, out } => {
-            let (tokenizer, template) = tokens.tokens.require("encode")?;
-            let stages = TokenStages {
-                tokenizer: &tokenizer,
-                template: &template,
-                split: split.then(|| tokens.options()),
-                encode: Some(tokens.tokens.max_length),
-            };
-            let plan = Plan { tokens: Some(stages), ..out.plan("encode", Read::Conversations) };
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Inspect { input, tokens, index, color } => {
-            let (tokenizer, template) = tokens.require("inspect")?;
-            let file = vicuna::data::records::RecordFile::open(&input)?;
-            let color = match color {
-                Color::Always => true,
-                Color::Never => false,
-                Color::Auto => std::io::IsTerminal::is_terminal(&std::io::stdout()),
-            };
-            for i in index {
-                anyhow::ensure!(
-                    i < file.len(),
-                    "{}: --index {i} is out of range (the file has {} records)",
-                    input.display(),
-                    file.len()
-                );
-                let conversation = Conversation::parse(file.record(i), i).map_err(|reason| {
-                    anyhow::anyhow!("{}: record {i} is not a conversation ({})", input.display(), reason.name())
-                })?;
-                print!(
-                    "{}",
-                    vicuna::data::inspect::show(&conversation, &template, &tokenizer, tokens.max_length, color)?
-                );
-            }
-            Ok(())
-        }
-        Stage::Convert { inputs, output, out } => {
-            let plan = out.plan("convert", Read::AnyShape);
-            report(&out, &[pipeline::run(&plan, &inputs, &output)?])
-        }
-        Stage::Sample { inputs, output, count, fraction, seed, out } => {
-            let amount = count.map_or_else(|| Amount::Fraction(fraction.unwrap_or(1.0)), Amount::Count);
-            let plan = out.plan("sample", Read::Conversations);
-            report(&out, &[ops::sample(&inputs, &output, amount, seed, plan)?])
-        }
-        Stage::SplitTrainTest { inputs, train, test, test_ratio, test_count, seed, out } => {
-            let amount = test_count.map_or(Amount::Fraction(test_ratio), Amount::Count);
-            let (a, b) = ops::split_train_test(&inputs, &train, &test, amount, seed)?;
-            report(&out, &[a, b])
-        }
-        Stage::Stats { inputs, tokens, json } => {
-            let loaded = tokens.load()?;
-            let stats =
-                stats::compute(&open_all(&inputs)?, loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)));
-            if json {
-                println!("{}", serde_json::to_string_pretty(&stats)?);
-            } else {
-                print!("{stats}");
-            }
-            Ok(())
-        }
-    }
-}
-
-/// Prints the run's reports (text or JSON) and writes them to `--report` when asked.
-fn report(out: &OutputArgs, reports: &[Report]) -> Result<()> {
-    let json = if reports.len() == 1 {
-        serde_json::to_string_pretty(&reports[0])?
-    } else {
-        serde_json::to_string_pretty(reports)?
-    };
-    if out.json {
-        println!("{json}");
-    } else {
-        reports.iter().for_each(|r| print!("{r}"));
-    }
-    if let Some(path) = &out.report {
-        write_report(path, &json)?;
-    }
-    Ok(())
-}
-
-fn write_report(path: &Path, json: &str) -> Result<()> {
-    vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())
-}
-
-fn run_generate(args: GenerateArgs) -> Result<()> {
-    let sampling = args.sampling.sampling()?;
-    let engine = args.model.engine()?;
-    let user = |p: &String| {
-        vec![vicuna::data::conversation::Turn { role: vicuna::data::conversation::Role::User, text: p.clone() }]
-    };
-    let prompts = args
-        .prompt
-        .iter()
-        .map(|p| engine.prompt_ids(args.model.system.as_deref(), &user(p)))
-        .collect::<Result<Vec<_>>>()?;
-    let outputs = engine.generate(&prompts, &sampling, &mut |_, _| true)?;
-    if args.json {
-        for o in &outputs {
-            println!("{}", serde_json::to_string(o)?);
-        }
-    } else {
-        for o in outputs {
-            println!("{}", o.text);
-        }
-    }
-    Ok(())
-}
-
-fn run_chat(args: ChatArgs) -> Result<()> {
-    use std::io::{BufRead, Write};
-    use vicuna::data::conversation::{Role, Turn};
-    let sampling = args.sampling.sampling()?;
-    let engine = args.model.engine()?;
-    let mut turns: Vec<Turn> = Vec::new();
-    let stdin = std::io::stdin();
-    let mut stdout = std::io::stdout();
-    eprintln!("chatting with {} (empty line or Ctrl-D to quit)", args.model.model.display());
-    loop {
-        print!("USER: ");
-        stdout.flush()?;
-        let mut line = String::new();
-        if stdin.lock().read_line(&mut line)? == 0 || line.trim().is_empty() {
-            return Ok(());
-        }
-        turns.push(Turn { role: Role::User, text: line.trim_end().to_string() });
-        let prompt = engine.prompt_ids(args.model.system.as_deref(), &turns)?;
-        print!("ASSISTANT: ");
-        stdout.flush()?;
-        // Streams the text as it grows (a token may complete a multi-byte character).
-        let mut text = vicuna::model::inference::TextStream::default();
-        let show = |piece: Option<String>| {
-            if let Some(piece) = piece {
-                print!("{piece}");
-                let _ = std::io::stdout().flush();
-            }
-        };
-        let outputs = engine.generate(&[prompt], &sampling, &mut |_, id| {
-            show(text.push(&engine.tokenizer, id).ok().flatten());
-            true
-        })?;
-        show(text.finish(&engine.tokenizer).ok().flatten());
-        println!();
-        turns.push(Turn { role: Role::Assistant, text: outputs[0].text.clone() });
-    }
-}
-
-fn run_train(args: TrainArgs) -> Result<()> {
-    use vicuna::train::recipe::Recipe;
-    use vicuna::train::trainer::{train, Resume};
-    let file = match &args.config {
-        Some(path) => Recipe::load(path)?,
-        None => Recipe::default(),
-    };
-    let config = file.overridden_by(args.recipe).resolve()?;
-    let outcome = train(&config, args.resume.unwrap_or(Resume::No), &args.allow_change)?;
-    if args.json {
-        let v = serde_json::json!({
-            "steps_done": outcome.steps_done, "total_steps": outcome.total_steps, "last_loss": outcome.last_loss,
-            "stopped_by_signal": outcome.stopped_by, "checkpoint": outcome.checkpoint, "exported": outcome.exported,
-        });
-        println!("{v}");
-    } else if let Some(signal) = outcome.stopped_by {
-        println!(
-            "stopped by signal {signal} after step {}/{}; checkpoint {}",
-            outcome.steps_done,
-            outcome.total_steps,
-            outcome.checkpoint.map(|p| p.display().to_string()).unwrap_or_default()
-        );
-    } else {
-        println!(
-            "trained {} steps, last loss {:.4}; model exported to {}",
-            outcome.steps_done,
-            outcome.last_loss.unwrap_or(f64::NAN),
-            outcome.exported.map(|p| p.display().to_string()).unwrap_or_default()
-        );
     }
     Ok(())
 }
 
 fn run_eval(command: EvalCommand) -> Result<()> {
-    use vicuna::eval::{answer, client, judge, prompts, questions, report};
     match command {
-        EvalCommand::Answer {
-            model,
-            questions: qpath,
-            output,
-            model_id,
-            batch_size,
-            max_new_tokens,
-            temperature,
-            seed,
-        } => {
+        EvalCommand::Answer { model, questions, output, model_id, batch_size, max_new_tokens, temperature, seed } => {
             let engine = model.engine()?;
-            let qs = questions::read_questions(&qpath)?;
-            let model_id = model_id.unwrap_or_else(|| {
-                model.model.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
-            });
+            let model_id = model_id.unwrap_or_else(|| model_name(&model.model));
             let options =
                 answer::AnswerOptions { model_id: model_id.clone(), batch_size, max_new_tokens, temperature, seed };
-            let n = answer::answer(&engine, &qs, &options, &output)?;
-            println!("{model_id}: answered {n} questions ({} in the set) into {}", qs.len(), output.display());
-            Ok(())
+            let (n, total) = answer::answer_file(&engine, &questions, &options, &output)?;
+            println!("{model_id}: answered {n} questions ({total} in the set) into {}", output.display());
         }
         EvalCommand::Import { input, model_id, output } => {
-            let loaded = questions::import_answers(&input, model_id.as_deref())?;
-            for message in loaded.skipped_messages() {
-                eprintln!("warning: {message}");
-            }
-            let answers = questions::reorganize(loaded.records());
-            vicuna::util::atomic::write_file(&output, |w| questions::write_answers(w, &answers))?;
-            println!("imported {} answers into {}", answers.len(), output.display());
-            Ok(())
+            let (n, warnings) = questions::import_file(&input, model_id.as_deref(), &output)?;
+            warn_all(&warnings);
+            println!("imported {n} answers into {}", output.display());
         }
         EvalCommand::Judge {
-            questions: qpath,
+            questions,
             answers,
             mode,
             judge_model,
@@ -1123,90 +171,39 @@ fn run_eval(command: EvalCommand) -> Result<()> {
             json,
         } => {
             // Checked first: a run without its key would fail every request after reading everything.
-            let api_key = match api_key_env.as_str() {
-                "" => None,
-                var => Some(std::env::var(var).ok().filter(|k| !k.is_empty()).with_context(|| {
-                    format!("--api-key-env {var}: the variable is not set (or empty); export the endpoint's key in it, or pass --api-key-env '' for an endpoint that needs no key")
-                })?),
+            let api_key = key_from_env(&api_key_env)?;
+            let timeout = std::time::Duration::from_secs_f64(timeout);
+            let client = client::Client::new(client::ClientOptions::new(api_base, api_key, timeout, max_retries));
+            let run = judge::JudgeRun {
+                questions,
+                answers,
+                reference_answers,
+                judge_prompts,
+                output,
+                mode,
+                judge_model,
+                concurrency,
+                baseline,
+                max_tokens,
             };
-            let mut inputs: Vec<&Path> = vec![&qpath];
-            inputs.extend(answers.iter().map(PathBuf::as_path));
-            inputs.extend(judge_prompts.iter().chain(&reference_answers).map(PathBuf::as_path));
-            vicuna::util::atomic::ensure_distinct(&inputs, &[("--output", &output)])?;
-            let mode: vicuna::eval::judgment::Mode = serde_json::from_value(serde_json::Value::String(mode.clone()))
-                .map_err(|_| anyhow::anyhow!("--mode {mode:?}: use pairwise, single, pairwise-baseline or vicuna80"))?;
-            let qs = questions::read_questions(&qpath)?;
-            let mut by_model: std::collections::BTreeMap<
-                String,
-                std::collections::BTreeMap<questions::QuestionId, questions::Answer>,
-            > = Default::default();
-            for path in &answers {
-                let loaded = questions::read_answers(path)?;
-                for message in loaded.skipped_messages() {
-                    eprintln!("warning: {message}");
-                }
-                for a in loaded.records() {
-                    by_model.entry(a.model_id.clone()).or_default().insert(a.question_id.clone(), a);
-                }
-            }
-            let references = match &reference_answers {
-                Some(path) => Some(questions::index_answers(questions::read_answers(path)?.records()).0),
-                None => None,
-            };
-            let mut prompt_set = prompts::builtin_prompts();
-            if let Some(path) = &judge_prompts {
-                prompt_set.extend(prompts::load_judge_prompts(path)?);
-            }
-            let c = client::Client::new(client::ClientOptions {
-                api_base,
-                api_key,
-                timeout: std::time::Duration::from_secs_f64(timeout),
-                max_retries,
-                backoff: std::time::Duration::from_millis(500),
-            });
-            let options =
-                judge::JudgeOptions { mode, judge_model, concurrency, baseline, prompts: prompt_set, max_tokens };
-            let summary = judge::judge(&c, &qs, &by_model, references.as_ref(), &options, &output)?;
-            if json {
-                println!("{}", serde_json::to_string(&summary)?);
-            } else {
-                println!(
-                    "judgments: {} planned, {} already done, {} written ({} unparsed), {} failed; {} requests",
-                    summary.planned,
-                    summary.skipped,
-                    summary.written,
-                    summary.unparsed,
-                    summary.failed,
-                    summary.requests
-                );
-            }
+            let summary = judge::judge_files(&client, run)?;
+            print(json, &summary)?;
             anyhow::ensure!(
                 summary.failed == 0,
                 "{} judgments failed (see the warnings); rerun the same command to retry them",
                 summary.failed
             );
-            Ok(())
         }
-        EvalCommand::Report { judgments, baseline, judge, questions: qpath, chart, json } => {
-            let loaded = vicuna::eval::judgment::read_judgments(&judgments)?;
-            for message in loaded.skipped_messages() {
-                eprintln!("warning: {message}");
-            }
-            let mut records = loaded.records();
-            if let Some(path) = &qpath {
-                vicuna::eval::judgment::fill_categories(&mut records, &questions::read_questions(path)?);
-            }
-            let r = report::build_report(&records, &report::ReportOptions { judge, baseline, models: None })?;
-            if let Some(path) = &chart {
-                let svg = r.chart_svg().context("no per-category scores to chart")?;
-                vicuna::util::atomic::write_bytes(path, svg.as_bytes())?;
-            }
+        EvalCommand::Report { judgments, baseline, judge, questions, chart, json } => {
+            let options = report::ReportOptions { judge, baseline, models: None };
+            let (r, warnings) = report::report_file(&judgments, questions.as_deref(), &options, chart.as_deref())?;
+            warn_all(&warnings);
             if json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {
                 print!("{}", r.to_markdown());
             }
-            Ok(())
         }
     }
+    Ok(())
 }

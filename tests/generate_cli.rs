@@ -174,3 +174,34 @@ fn a_tokenizer_larger_than_the_model_is_refused_at_load() {
     let err = fails(&["serve", "--model", model, "--template", "chatml", "--port", "0"]);
     assert!(err.contains("600") && err.contains("300"), "serve refuses it at load too: {err}");
 }
+
+/// The second turn's prompt holds the first exchange: the question and the answer the model gave,
+/// rendered as in training, then the new question.
+#[test]
+fn the_second_turn_of_a_chat_is_prompted_with_the_first_exchange() {
+    use vicuna::data::template::{Template, TemplateName};
+    use vicuna::infer::chat::Chat;
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let engine =
+        vicuna::infer::engine::Engine::load(&model, Some(TemplateName::Chatml), tch::Device::Cpu, tch::Kind::Float)
+            .unwrap();
+    let sampling = vicuna::infer::generate::Sampling { max_new_tokens: 6, ..Default::default() };
+    let mut chat = Chat::new(&engine, None);
+    let mut streamed = String::new();
+    let first = chat.say("Hi", &sampling, &mut |piece| streamed.push_str(piece)).unwrap();
+    assert_eq!(streamed.trim(), first, "the streamed pieces are the answer");
+    assert_eq!(chat.turns().len(), 2);
+    assert_eq!((chat.turns()[0].text.as_str(), chat.turns()[1].text.as_str()), ("Hi", first.as_str()));
+    let second = engine.tokenizer.decode(&chat.prompt_ids("Tell me more").unwrap(), false).unwrap();
+    let template = Template::new(TemplateName::Chatml, &engine.tokenizer).unwrap();
+    let exchange = template.render(None, chat.turns()).unwrap().text;
+    let bos = engine.tokenizer.bos.as_ref().map_or(String::new(), |b| b.text.clone());
+    let exchange = exchange.strip_prefix(&bos).unwrap_or(&exchange).to_string();
+    assert!(second.contains(&exchange), "the first exchange {exchange:?} is in the second prompt {second:?}");
+    assert!(second.contains(&format!("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n{first}")), "{second:?}");
+    assert!(
+        second.trim_end().ends_with("<|im_start|>user\nTell me more<|im_end|>\n<|im_start|>assistant"),
+        "{second:?}"
+    );
+}

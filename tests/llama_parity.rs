@@ -7,7 +7,7 @@
 mod common;
 use common::*;
 use tch::{Device, Kind, Tensor};
-use vicuna::model::generate::{generate, Sampling, Stops};
+use vicuna::infer::generate::{generate, Sampling, Stops};
 use vicuna::model::llama::inv_freq;
 use vicuna::model::weights::{load_model, Loaded};
 

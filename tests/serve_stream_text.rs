@@ -8,7 +8,7 @@ use common::*;
 use serde_json::{json, Value};
 use std::time::Duration;
 use vicuna::data::tokenizer::Tokenizer;
-use vicuna::model::inference::TextStream;
+use vicuna::infer::stream::TextStream;
 use vicuna::util::rng::SplitMix64;
 
 /// The pieces `TextStream` releases for `ids`, joined, and whether any was held back.

@@ -12,6 +12,32 @@ use std::fmt::Write;
 const GREEN: &str = "\x1b[30;42m";
 const RESET: &str = "\x1b[0m";
 
+/// `prep inspect`: the records at `indices` of `path`, each as [`show`] renders it.
+pub fn show_records(
+    path: &std::path::Path,
+    indices: &[usize],
+    template: &Template,
+    tokenizer: &Tokenizer,
+    max_len: usize,
+    color: bool,
+) -> Result<String> {
+    let file = super::records::RecordFile::open(path)?;
+    let mut out = String::new();
+    for &i in indices {
+        anyhow::ensure!(
+            i < file.len(),
+            "{}: --index {i} is out of range (the file has {} records)",
+            path.display(),
+            file.len()
+        );
+        let conversation = Conversation::parse(file.record(i), i).map_err(|reason| {
+            anyhow::anyhow!("{}: record {i} is not a conversation ({})", path.display(), reason.name())
+        })?;
+        out.push_str(&show(&conversation, template, tokenizer, max_len, color)?);
+    }
+    Ok(out)
+}
+
 /// Renders `conversation` as the trainer sees it, truncated to `max_len` tokens.
 pub fn show(
     conversation: &Conversation,

@@ -2,12 +2,16 @@
 //! FastChat's answer format so its tools read them. Unlike FastChat's `gen_model_answer`, which
 //! answers one question at a time, questions are answered in batches (several times the
 //! throughput on a CPU), grouped by their sampling temperature (MT-bench's per-category table);
-//! a second turn is asked with the first answer in context. Questions already answered in the
-//! output file are skipped, so an interrupted run continues.
-use super::questions::{default_temperature, read_answers, reorganize, write_answers, Answer, Question};
+//! a second turn is asked with the first answer in context. The output file is rewritten
+//! (atomically) after every batch and questions already answered in it are skipped, so an
+//! interrupted run loses at most one batch and continues where it stopped.
+use super::questions::{
+    default_temperature, read_answers, read_questions, reorganize, write_answers, Answer, Question,
+};
 use crate::data::conversation::{Role, Turn};
-use crate::model::generate::Sampling;
-use crate::model::inference::Engine;
+use crate::infer::engine::Engine;
+use crate::infer::generate::Sampling;
+use crate::util::lock::Lock;
 use anyhow::Result;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
@@ -25,9 +29,18 @@ pub struct AnswerOptions {
     pub seed: u64,
 }
 
+/// `vicuna eval answer`: reads the question file, then answers into `out` under an exclusive lock
+/// (never over the question file). Returns how many were answered now and how many the set holds.
+pub fn answer_file(engine: &Engine, questions: &Path, options: &AnswerOptions, out: &Path) -> Result<(usize, usize)> {
+    crate::util::atomic::ensure_distinct(&[questions], &[("--output", out)])?;
+    let _lock = Lock::acquire(&Lock::path_beside(out), &format!("answer file {}", out.display()))?;
+    let questions = read_questions(questions)?;
+    Ok((answer(engine, &questions, options, out)?, questions.len()))
+}
+
 /// Answers `questions` into `out` (JSON Lines); returns how many were answered now.
 pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, out: &Path) -> Result<usize> {
-    let mut done: Vec<Answer> = if out.exists() { read_answers(out)?.records() } else { Vec::new() };
+    let done: Vec<Answer> = if out.exists() { read_answers(out)?.records() } else { Vec::new() };
     let answered: BTreeSet<String> =
         done.iter().filter(|a| a.model_id == options.model_id).map(|a| a.question_id.to_string()).collect();
     let todo: Vec<&Question> = questions.iter().filter(|q| !answered.contains(&q.id.to_string())).collect();
@@ -48,15 +61,13 @@ pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, 
         };
         for batch in group.chunks(options.batch_size.max(1)) {
             new.extend(answer_batch(engine, batch, &sampling, &options.model_id)?);
+            let sorted = reorganize(done.iter().chain(&new).cloned().collect());
+            crate::util::atomic::write_file(out, |w| write_answers(w, &sorted))?;
             bar.inc(batch.len() as u64);
         }
     }
     bar.finish_and_clear();
-    let count = new.len();
-    done.extend(new);
-    let sorted = reorganize(done);
-    crate::util::atomic::write_file(out, |w| write_answers(w, &sorted))?;
-    Ok(count)
+    Ok(new.len())
 }
 
 /// All turns of a batch of questions: turn k of every question that has it, as one batch, each

@@ -21,6 +21,13 @@ pub struct ClientOptions {
     pub backoff: Duration,
 }
 
+impl ClientOptions {
+    /// Options with the default backoff (half a second, doubling on each retry).
+    pub fn new(api_base: String, api_key: Option<String>, timeout: Duration, max_retries: u32) -> ClientOptions {
+        ClientOptions { api_base, api_key, timeout, max_retries, backoff: Duration::from_millis(500) }
+    }
+}
+
 impl std::fmt::Debug for ClientOptions {
     /// The key never appears in debug output.
     fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {

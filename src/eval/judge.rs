@@ -14,16 +14,73 @@
 use super::client::{Client, Message};
 use super::jsonl::set_aside_torn_tail;
 use super::judgment::{read_judgments, Judgment, Mode};
+use super::prompts::{builtin_prompts, load_judge_prompts};
 use super::prompts::{
     mt_bench_prompt_name, needs_reference, render, vicuna80_prompt_name, JudgePrompt, JudgeType, PromptSet,
 };
-use super::questions::{Answer, Question, QuestionId};
+use super::questions::{index_answers, read_answers, read_questions, Answer, Question, QuestionId};
 use crate::util::lock::Lock;
 use anyhow::{bail, Context, Result};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{mpsc, Arc, Mutex};
+
+/// A judge run as the command line gives it: the files to read and write, and the settings.
+pub struct JudgeRun {
+    /// Question file (Vicuna-80 or MT-bench).
+    pub questions: PathBuf,
+    /// Answer files, one or more models each.
+    pub answers: Vec<PathBuf>,
+    /// Reference answers for math, reasoning and coding (an answer file).
+    pub reference_answers: Option<PathBuf>,
+    /// More judge prompts in FastChat's judge_prompts.jsonl format.
+    pub judge_prompts: Option<PathBuf>,
+    /// Judgment file (JSONL, appended).
+    pub output: PathBuf,
+    pub mode: Mode,
+    pub judge_model: String,
+    pub concurrency: usize,
+    pub baseline: Option<String>,
+    pub max_tokens: usize,
+}
+
+/// Reads the files of `run` (refusing an output that is one of them, warning about skipped lines
+/// on stderr), then judges through `client`.
+pub fn judge_files(client: &Client, run: JudgeRun) -> Result<JudgeSummary> {
+    let mut inputs: Vec<&Path> = vec![&run.questions];
+    inputs.extend(run.answers.iter().map(PathBuf::as_path));
+    inputs.extend(run.judge_prompts.iter().chain(&run.reference_answers).map(PathBuf::as_path));
+    crate::util::atomic::ensure_distinct(&inputs, &[("--output", &run.output)])?;
+    let questions = read_questions(&run.questions)?;
+    let mut by_model: BTreeMap<String, BTreeMap<QuestionId, Answer>> = BTreeMap::new();
+    for path in &run.answers {
+        let loaded = read_answers(path)?;
+        for message in loaded.skipped_messages() {
+            eprintln!("warning: {message}");
+        }
+        for a in loaded.records() {
+            by_model.entry(a.model_id.clone()).or_default().insert(a.question_id.clone(), a);
+        }
+    }
+    let references = match &run.reference_answers {
+        Some(path) => Some(index_answers(read_answers(path)?.records()).0),
+        None => None,
+    };
+    let mut prompts = builtin_prompts();
+    if let Some(path) = &run.judge_prompts {
+        prompts.extend(load_judge_prompts(path)?);
+    }
+    let options = JudgeOptions {
+        mode: run.mode,
+        judge_model: run.judge_model,
+        concurrency: run.concurrency,
+        baseline: run.baseline,
+        prompts,
+        max_tokens: run.max_tokens,
+    };
+    judge(client, &questions, &by_model, references.as_ref(), &options, &run.output)
+}
 
 /// Settings of a judge run.
 pub struct JudgeOptions {
@@ -37,7 +94,7 @@ pub struct JudgeOptions {
     pub max_tokens: usize,
 }
 
-/// What a run did.
+/// What a run did (`--json` prints it as is).
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct JudgeSummary {
     /// Judgments wanted in all.
@@ -53,6 +110,16 @@ pub struct JudgeSummary {
     pub failed: usize,
     /// Requests sent, retries not counted.
     pub requests: usize,
+}
+
+impl std::fmt::Display for JudgeSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "judgments: {} planned, {} already done, {} written ({} unparsed), {} failed; {} requests",
+            self.planned, self.skipped, self.written, self.unparsed, self.failed, self.requests
+        )
+    }
 }
 
 /// One judgment to make.

@@ -1,5 +1,5 @@
-//! Evaluation: answers for question sets, LLM-judge reviews through OpenAI-compatible endpoints,
-//! reports; and `vicuna serve`, the OpenAI-compatible server that also acts as a judge in tests.
+//! Evaluation: answers for question sets (through `infer`), LLM-judge reviews through
+//! OpenAI-compatible endpoints (`vicuna serve` acts as one in tests), reports.
 //!
 //! Pure logic (no network): `questions` (question and answer files, sampling temperatures),
 //! `prompts` (judge prompts and rendering), `verdict` (reading judge replies), `judgment` (the
@@ -16,5 +16,4 @@ pub mod markdown;
 pub mod prompts;
 pub mod questions;
 pub mod report;
-pub mod serve;
 pub mod verdict;

@@ -269,6 +269,17 @@ pub fn model_name_from_path(path: &Path) -> String {
     name.strip_suffix(".jsonl").map(str::to_string).unwrap_or(name)
 }
 
+/// `vicuna eval import`: reads another model's answer file and writes it in our answer format to
+/// `output` (never over the input). Returns the number of answers and a warning per skipped line.
+pub fn import_file(input: &Path, model_id: Option<&str>, output: &Path) -> Result<(usize, Vec<String>)> {
+    crate::util::atomic::ensure_distinct(&[input], &[("--output", output)])?;
+    let loaded = import_answers(input, model_id)?;
+    let warnings = loaded.skipped_messages();
+    let answers = reorganize(loaded.records());
+    crate::util::atomic::write_file(output, |w| write_answers(w, &answers))?;
+    Ok((answers.len(), warnings))
+}
+
 /// Writes answers as JSON Lines (one record per line, FastChat's layout).
 pub fn write_answers(out: &mut impl Write, answers: &[Answer]) -> Result<()> {
     for answer in answers {

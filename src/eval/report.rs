@@ -24,6 +24,33 @@ use anyhow::{bail, Result};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// `vicuna eval report`: reads a judgment file (warning about skipped lines), fills missing
+/// categories from the question file when given, builds the report and, with `chart`, writes the
+/// per-category chart there. Returns the report and a warning per skipped line.
+pub fn report_file(
+    judgments: &std::path::Path,
+    questions: Option<&std::path::Path>,
+    options: &ReportOptions,
+    chart: Option<&std::path::Path>,
+) -> Result<(Report, Vec<String>)> {
+    if let Some(chart) = chart {
+        let inputs: Vec<&std::path::Path> = std::iter::once(judgments).chain(questions).collect();
+        crate::util::atomic::ensure_distinct(&inputs, &[("--chart", chart)])?;
+    }
+    let loaded = super::judgment::read_judgments(judgments)?;
+    let warnings = loaded.skipped_messages();
+    let mut records = loaded.records();
+    if let Some(path) = questions {
+        super::judgment::fill_categories(&mut records, &super::questions::read_questions(path)?);
+    }
+    let report = build_report(&records, options)?;
+    if let Some(path) = chart {
+        let Some(svg) = report.chart_svg() else { bail!("no per-category scores to chart") };
+        crate::util::atomic::write_bytes(path, svg.as_bytes())?;
+    }
+    Ok((report, warnings))
+}
+
 /// What to report on.
 #[derive(Debug, Clone, Default)]
 pub struct ReportOptions {

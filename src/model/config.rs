@@ -87,6 +87,21 @@ fn default_eps() -> f64 {
 }
 
 impl Config {
+    /// Refuses a tokenizer with more tokens than the embedding has rows, naming both sizes and the
+    /// model directory: its upper ids would crash the embedding at the first sample or prompt that
+    /// uses them (training and inference both check this when they load).
+    pub fn check_tokenizer(&self, tokens: usize, dir: &std::path::Path) -> Result<()> {
+        if tokens > self.vocab_size {
+            bail!(
+                "{}: the tokenizer has {tokens} tokens but the model's embedding only {} rows (vocab_size in config.json), so ids {} and up cannot be embedded; use the tokenizer the model was trained with",
+                dir.display(),
+                self.vocab_size,
+                self.vocab_size
+            );
+        }
+        Ok(())
+    }
+
     /// Reads and checks `config.json`.
     pub fn load(path: &Path) -> Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;

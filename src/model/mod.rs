@@ -1,8 +1,7 @@
-//! The LLaMA model family on libtorch (tch): device selection now; config, layers, weights and
-//! generation as they land.
+//! The LLaMA model family on libtorch (tch): its config (`config`), the layers with HF tensor
+//! names (`llama`), checkpoints in and out (`weights`) and device and dtype choices (`device`).
+//! Depends on nothing but `util`, like candle's `llama.rs`.
 pub mod config;
 pub mod device;
-pub mod generate;
-pub mod inference;
 pub mod llama;
 pub mod weights;

@@ -280,6 +280,53 @@ pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)]) -> Result<(u
     })
 }
 
+/// What `vicuna model inspect` shows: the config (in HF keys), the parameter count and every
+/// tensor's name, dtype and shape.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Inspection {
+    pub config: serde_json::Value,
+    pub parameters: usize,
+    /// (name, shape, dtype) of every tensor, by name.
+    pub tensors: Vec<(String, Vec<i64>, String)>,
+}
+
+/// Reads a model directory's config and tensor headers (no weights are loaded).
+pub fn inspect(dir: &Path) -> Result<Inspection> {
+    let config = Config::load(&dir.join("config.json"))?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let tensors = checkpoint
+        .names()
+        .filter_map(|n| checkpoint.describe(n).map(|(shape, dtype)| (n.to_string(), shape, dtype)))
+        .collect();
+    let config_json = config.to_hf_json(config.torch_dtype.as_deref().unwrap_or("float32"));
+    Ok(Inspection { config: config_json, parameters: config.parameter_count(), tensors })
+}
+
+impl std::fmt::Display for Inspection {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        writeln!(f, "{}", serde_json::to_string_pretty(&self.config).map_err(|_| std::fmt::Error)?)?;
+        writeln!(f, "parameters: {}", self.parameters)?;
+        for (name, shape, dtype) in &self.tensors {
+            writeln!(f, "  {name:<48} {dtype:<5} {shape:?}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `vicuna model init`: a model of `config` with random weights from `seed`, saved in `kind` to
+/// `out` (shards of at most `max_shard_bytes`) with the tokenizer files of `tokenizer`.
+pub fn init_model(
+    config: Config,
+    seed: i64,
+    kind: Kind,
+    max_shard_bytes: usize,
+    tokenizer: &Path,
+    out: &Path,
+) -> Result<()> {
+    let model = Llama::init(config, seed, kind, Device::Cpu)?;
+    save_model(&model, out, kind, max_shard_bytes, Some(tokenizer))
+}
+
 /// The safetensors files of a model directory: the shards its index lists, or `model.safetensors`.
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let index = dir.join("model.safetensors.index.json");

@@ -51,17 +51,40 @@ impl std::str::FromStr for Resume {
     }
 }
 
-/// How a run ended.
-#[derive(Debug, Clone)]
+/// How a run ended (`--json` prints it as is, in these field names).
+#[derive(Debug, Clone, serde::Serialize)]
 pub struct Outcome {
     pub steps_done: usize,
     pub total_steps: usize,
     pub last_loss: Option<f64>,
     /// The signal that stopped the run early, if one did.
+    #[serde(rename = "stopped_by_signal")]
     pub stopped_by: Option<i32>,
     pub checkpoint: Option<PathBuf>,
     /// The exported model (HF layout), when the run finished.
     pub exported: Option<PathBuf>,
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        let path = |p: &Option<PathBuf>| p.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+        match self.stopped_by {
+            Some(signal) => write!(
+                f,
+                "stopped by signal {signal} after step {}/{}; checkpoint {}",
+                self.steps_done,
+                self.total_steps,
+                path(&self.checkpoint)
+            ),
+            None => write!(
+                f,
+                "trained {} steps, last loss {:.4}; model exported to {}",
+                self.steps_done,
+                self.last_loss.unwrap_or(f64::NAN),
+                path(&self.exported)
+            ),
+        }
+    }
 }
 
 /// Runs the recipe. `allow_change` names resume-key settings that may differ from the
@@ -74,14 +97,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     let kind = cfg.dtype.kind();
     let config = Config::load(&cfg.model.join("config.json"))?;
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
-    if tokenizer.vocab_size() > config.vocab_size {
-        anyhow::bail!(
-            "{}: the tokenizer has {} tokens but the model's embedding only {} rows (config.json vocab_size); use the tokenizer the model was made with",
-            cfg.model.display(),
-            tokenizer.vocab_size(),
-            config.vocab_size
-        );
-    }
+    config.check_tokenizer(tokenizer.vocab_size(), &cfg.model)?;
     let template = Template::new(cfg.template, &tokenizer)?;
     let (samples, load_report) = load_samples(&cfg.data, &tokenizer, &template, cfg.max_length, config.vocab_size)?;
     anyhow::ensure!(!samples.is_empty(), "{}: no trainable sample ({})", cfg.data.display(), load_report.to_json());

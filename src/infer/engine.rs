@@ -1,17 +1,24 @@
 //! A model directory ready for inference: weights, tokenizer and chat template loaded together
 //! (a tokenizer whose ids the model cannot embed is refused at load), prompts rendered exactly as
 //! in training, generation stopped where the template ends an answer, and generated ids turned
-//! into text incrementally for streaming. Shared by `vicuna generate`, `vicuna chat`, `vicuna
-//! serve` and evaluation.
+//! into text incrementally for streaming (`stream`). Shared by `vicuna generate`, `vicuna chat`,
+//! `vicuna serve` and evaluation.
 use super::generate::{generate, Sampling, Stops};
-use super::weights::{load_model, Loaded};
 use crate::data::conversation::Turn;
 use crate::data::template::{Template, TemplateName};
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
-use anyhow::{bail, Result};
+use crate::model::weights::{load_model, Loaded};
+use anyhow::Result;
 use std::path::Path;
 use std::sync::Arc;
 use tch::{Device, Kind};
+
+/// The name a model directory goes by when none is given (`serve`'s model name, `eval answer`'s
+/// model id): the directory's own name, resolved so that `.` or a trailing slash still name it.
+pub fn model_name(dir: &Path) -> String {
+    let resolved = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    resolved.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model".into())
+}
 
 /// Model, tokenizer and (optional) template of one directory.
 pub struct Engine {
@@ -61,14 +68,7 @@ impl Engine {
         let tokenizer = Tokenizer::load(dir, &SpecialOverrides::default())?;
         let template = template.map(|t| Template::new(t, &tokenizer)).transpose()?;
         let mut model = load_model(dir, kind, device)?;
-        let (tokens, rows) = (tokenizer.vocab_size(), model.model.config.vocab_size);
-        if tokens > rows {
-            bail!(
-                "{}: the tokenizer has {tokens} tokens but the model's embedding has only {rows} (vocab_size in \
-                 config.json), so ids {rows} and up cannot be embedded: use the tokenizer the model was trained with",
-                dir.display()
-            );
-        }
+        model.model.config.check_tokenizer(tokenizer.vocab_size(), dir)?;
         model.model.prepare_for_inference();
         Ok(Engine { model, tokenizer: Arc::new(tokenizer), template: template.map(Arc::new) })
     }
@@ -123,48 +123,5 @@ impl Engine {
                 Ok(Output { prompt_ids: p.clone(), text: self.tokenizer.decode(&ids, true)?.trim().to_string(), ids })
             })
             .collect()
-    }
-}
-
-/// The text of a growing answer, piece by piece, for streaming: each new token costs two
-/// decodes of a short window instead of a decode of the whole answer (the prefix and read
-/// offsets of `transformers`' `TextStreamer` and TGI's `decode_token`). A piece is held back
-/// while its text ends in an incomplete character (U+FFFD, a token holding part of a multi-byte
-/// character); `finish` releases what is left. The pieces joined equal the decoded answer.
-#[derive(Debug, Clone, Default)]
-pub struct TextStream {
-    ids: Vec<u32>,
-    /// Start of the window decoded for context (earlier tokens are settled).
-    prefix: usize,
-    /// End of the text already released.
-    read: usize,
-}
-
-impl TextStream {
-    /// Adds `id` and returns the new text, if a complete piece is ready.
-    pub fn push(&mut self, tokenizer: &Tokenizer, id: u32) -> Result<Option<String>> {
-        self.ids.push(id);
-        self.release(tokenizer, false)
-    }
-
-    /// The text not yet released (at the end of the answer), if any.
-    pub fn finish(&mut self, tokenizer: &Tokenizer) -> Result<Option<String>> {
-        self.release(tokenizer, true)
-    }
-
-    fn release(&mut self, tokenizer: &Tokenizer, last: bool) -> Result<Option<String>> {
-        if self.read == self.ids.len() {
-            return Ok(None);
-        }
-        let before = tokenizer.decode(&self.ids[self.prefix..self.read], true)?;
-        let now = tokenizer.decode(&self.ids[self.prefix..], true)?;
-        let complete = last || !now.ends_with('\u{fffd}');
-        if now.len() > before.len() && now.is_char_boundary(before.len()) && complete {
-            let piece = now[before.len()..].to_string();
-            self.prefix = self.read;
-            self.read = self.ids.len();
-            return Ok(Some(piece));
-        }
-        Ok(None)
     }
 }

@@ -5,7 +5,7 @@
 //! first maximum on ties). Rows stop on an EOS id, a stop string, when their caller says so (a
 //! client that went away), or at the end of the model's context: a prompt and its answer never
 //! exceed `max_position_embeddings`, and the KV cache holds only what can be generated.
-use super::llama::{KvCache, Llama, Mask};
+use crate::model::llama::{KvCache, Llama, Mask};
 use crate::util::rng::SplitMix64;
 use anyhow::{anyhow, bail, Result};
 use tch::{Kind, Tensor};
