@@ -416,12 +416,8 @@ pub struct Prep {
 pub enum Stage {
     /// HTML to markdown, human-turn repair, service errors, blocked words, roles and structure.
     Clean {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         clean: CleanArgs,
         #[command(flatten)]
@@ -429,12 +425,8 @@ pub enum Stage {
     },
     /// Drop conversations by language, repetition, broken lists or turn count.
     Filter {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         filter: FilterArgs,
         #[command(flatten)]
@@ -442,12 +434,8 @@ pub enum Stage {
     },
     /// Drop duplicates by id and by (first user turn, first assistant turn); the first one wins.
     Dedup {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -465,12 +453,8 @@ pub enum Stage {
     },
     /// Concatenate files into one, in the order given.
     Merge {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         /// Also drop duplicates across the inputs.
         #[arg(long)]
         dedup: bool,
@@ -479,12 +463,8 @@ pub enum Stage {
     },
     /// Write a seeded random subset, in input order.
     Sample {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         /// Number of conversations to keep.
         #[arg(long, conflicts_with = "fraction", required_unless_present = "fraction")]
         count: Option<usize>,
@@ -522,12 +502,8 @@ pub enum Stage {
     },
     /// Split long conversations at turn-pair boundaries so each segment fits `--max-length` tokens.
     Split {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         split: SplitArgs,
         #[command(flatten)]
@@ -535,12 +511,8 @@ pub enum Stage {
     },
     /// Tokenize with a chat template: one {"id", "input_ids", "labels"} per sample (labels -100 where masked).
     Encode {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output (.jsonl or .json).
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         tokens: SplitArgs,
         /// Split long conversations first instead of truncating them.
@@ -564,15 +536,22 @@ pub enum Stage {
     },
     /// Convert ShareGPT, OpenAI messages or Alpaca records to ShareGPT or OpenAI records.
     Convert {
-        /// Input files (.json array or .jsonl), read in order.
-        #[arg(required = true)]
-        inputs: Vec<PathBuf>,
-        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[command(flatten)]
+        files: Files,
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+/// The input files and the output file of a `prep` stage.
+#[derive(Args, Clone)]
+pub struct Files {
+    /// Input files (.json array or .jsonl), read in order.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// Output file; .json writes a JSON array, .jsonl JSON Lines.
+    #[arg(short, long)]
+    pub output: PathBuf,
 }
 
 #[derive(Args, Clone)]
@@ -754,14 +733,14 @@ fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
         );
     };
     match stage {
-        Stage::Clean { inputs, output, out, .. }
-        | Stage::Filter { inputs, output, out, .. }
-        | Stage::Dedup { inputs, output, out }
-        | Stage::Merge { inputs, output, out, .. }
-        | Stage::Sample { inputs, output, out, .. }
-        | Stage::Split { inputs, output, out, .. }
-        | Stage::Encode { inputs, output, out, .. }
-        | Stage::Convert { inputs, output, out } => (paths(inputs), with_report(vec![("--output", output)], out)),
+        Stage::Clean { files, out, .. }
+        | Stage::Filter { files, out, .. }
+        | Stage::Dedup { files, out }
+        | Stage::Merge { files, out, .. }
+        | Stage::Sample { files, out, .. }
+        | Stage::Split { files, out, .. }
+        | Stage::Encode { files, out, .. }
+        | Stage::Convert { files, out } => (paths(&files.inputs), with_report(vec![("--output", &files.output)], out)),
         Stage::SplitTrainTest { inputs, train, test, out, .. } => {
             (paths(inputs), with_report(vec![("--train", train), ("--test", test)], out))
         }
@@ -793,30 +772,30 @@ pub fn run_prep(prep: Prep) -> Result<String> {
         return render(&prep.out, &[pipeline::run(&plan, &prep.inputs, &output)?]);
     };
     match stage {
-        Stage::Clean { inputs, output, clean, out } => {
+        Stage::Clean { files, clean, out } => {
             let plan = out.plan("clean", Read::Clean(clean.options()));
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Filter { inputs, output, filter, out } => {
+        Stage::Filter { files, filter, out } => {
             let plan = Plan { filter: filter.options()?, ..out.plan("filter", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Dedup { inputs, output, out } => {
+        Stage::Dedup { files, out } => {
             let plan = Plan { dedup: true, ..out.plan("dedup", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Merge { inputs, output, dedup, out } => {
+        Stage::Merge { files, dedup, out } => {
             let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Split { inputs, output, split, out } => {
+        Stage::Split { files, split, out } => {
             let (tokenizer, template) = split.tokens.require("split")?;
             let split = split.options();
             let stages = TokenStages { tokenizer: &tokenizer, template: &template, split: Some(split), encode: None };
             let plan = Plan { tokens: Some(stages), ..out.plan("split", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Encode { inputs, output, tokens, split, out } => {
+        Stage::Encode { files, tokens, split, out } => {
             let (tokenizer, template) = tokens.tokens.require("encode")?;
             let stages = TokenStages {
                 tokenizer: &tokenizer,
@@ -825,7 +804,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
                 encode: Some(tokens.tokens.max_length),
             };
             let plan = Plan { tokens: Some(stages), ..out.plan("encode", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
         Stage::Inspect { input, tokens, index, color } => {
             let (tokenizer, template) = tokens.require("inspect")?;
@@ -836,14 +815,14 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             };
             vicuna::data::inspect::show_records(&input, &index, &template, &tokenizer, tokens.max_length, color)
         }
-        Stage::Convert { inputs, output, out } => {
+        Stage::Convert { files, out } => {
             let plan = out.plan("convert", Read::AnyShape);
-            render(&out, &[pipeline::run(&plan, &inputs, &output)?])
+            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Sample { inputs, output, count, fraction, seed, out } => {
+        Stage::Sample { files, count, fraction, seed, out } => {
             let amount = count.map_or_else(|| Amount::Fraction(fraction.unwrap_or(1.0)), Amount::Count);
             let plan = out.plan("sample", Read::Conversations);
-            render(&out, &[ops::sample(&inputs, &output, amount, seed, plan)?])
+            render(&out, &[ops::sample(&files.inputs, &files.output, amount, seed, plan)?])
         }
         Stage::SplitTrainTest { inputs, train, test, test_ratio, test_count, seed, out } => {
             let amount = test_count.map_or(Amount::Fraction(test_ratio), Amount::Count);

@@ -5,17 +5,10 @@ mod common;
 use common::*;
 use std::time::Duration;
 
-fn answers(s: &Scratch, model: &str) -> std::path::PathBuf {
-    let lines: Vec<String> = (1..=6)
-        .map(|q| serde_json::json!({"question_id": q, "answer_id": format!("{model}{q}"), "model_id": model, "choices": [{"index": 0, "turns": [format!("{model} answers {q}")]}], "tstamp": 0.0}).to_string())
-        .collect();
-    s.write(&format!("{model}.jsonl"), &(lines.join("\n") + "\n"))
-}
-
 #[test]
 fn judge_survives_faults_and_a_rerun_asks_nothing() {
     let s = Scratch::new();
-    let (a, b) = (answers(&s, "alpha"), answers(&s, "beta"));
+    let (a, b) = (answer_file(&s, "alpha"), answer_file(&s, "beta"));
     let server = FaultServer::start(
         vec![
             Fault::Status(429, "{\"error\": \"rate limited\"}".into(), Some(0.2)),

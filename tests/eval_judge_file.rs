@@ -5,20 +5,13 @@
 //! that is one of the inputs (an answer file) is refused before anything is read or written.
 mod common;
 use common::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Six answers of `model` to the bundled Vicuna-80 sample.
-fn answers(s: &Scratch, model: &str) -> PathBuf {
-    let lines: Vec<String> = (1..=6)
-        .map(|q| serde_json::json!({"question_id": q, "answer_id": format!("{model}{q}"), "model_id": model, "choices": [{"index": 0, "turns": [format!("{model} answers {q}")]}], "tstamp": 0.0}).to_string())
-        .collect();
-    s.write(&format!("{model}.jsonl"), &(lines.join("\n") + "\n"))
-}
-
 /// A pairwise judge run of two models (six judgments, twelve requests) against `base`.
 fn judge_args(s: &Scratch, base: &str, out: &Path, concurrency: &str) -> Vec<String> {
-    let (a, b) = (answers(s, "alpha"), answers(s, "beta"));
+    let (a, b) = (answer_file(s, "alpha"), answer_file(s, "beta"));
     let questions = repo().join("examples/questions/vicuna80_sample.jsonl");
     [
         "eval",

@@ -17,8 +17,8 @@
 //! it on): `VICUNA_TEST_PANIC_ON_PROMPT=TEXT` makes a batch holding a request whose last message
 //! is exactly TEXT panic inside the batch guard; `VICUNA_TEST_KILL_WORKER_ON_PROMPT=TEXT` makes
 //! the worker thread itself panic on such a request, outside the guard (`tests/serve_faults.rs`).
-use crate::data::conversation::{Role, Turn};
 use super::request::{conversation, ChatRequest};
+use crate::data::conversation::Turn;
 use crate::infer::engine::{Engine, Prompter};
 use crate::infer::generate::{room_left, Sampling};
 use crate::infer::stream::TextStream;

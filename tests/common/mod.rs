@@ -473,3 +473,11 @@ pub fn chat_body(text: &str, extra: serde_json::Value) -> serde_json::Value {
 pub fn long_prompt(tokens: usize) -> String {
     vec!["a"; tokens].join(" ")
 }
+
+/// An answer file (FastChat's format) of `model` for questions 1 to 6, for judge tests.
+pub fn answer_file(s: &Scratch, model: &str) -> PathBuf {
+    let lines: Vec<String> = (1..=6)
+        .map(|q| serde_json::json!({"question_id": q, "answer_id": format!("{model}{q}"), "model_id": model, "choices": [{"index": 0, "turns": [format!("{model} answers {q}")]}], "tstamp": 0.0}).to_string())
+        .collect();
+    s.write(&format!("{model}.jsonl"), &(lines.join("\n") + "\n"))
+}
