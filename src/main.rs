@@ -6,7 +6,6 @@ use anyhow::Result;
 use clap::Parser;
 use cli::{Cli, Command, EvalCommand, ModelCommand, TokenizerCommand};
 use std::process::ExitCode;
-use vicuna::data::conversation::{Role, Turn};
 use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 use vicuna::eval::{answer, client, judge, questions, report};
 use vicuna::infer::engine::model_name;
@@ -82,12 +81,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate(args) => {
             let sampling = args.sampling.sampling()?;
             let engine = args.model.engine()?;
-            let prompts = args
-                .prompt
-                .iter()
-                .map(|p| engine.prompt_ids(args.model.system.as_deref(), &[Turn { role: Role::User, text: p.clone() }]))
-                .collect::<Result<Vec<_>>>()?;
-            for output in engine.generate(&prompts, &sampling, &mut |_, _| true)? {
+            for output in engine.answer_each(args.model.system.as_deref(), &args.prompt, &sampling)? {
                 if args.json {
                     println!("{}", serde_json::to_string(&output)?);
                 } else {

@@ -106,6 +106,16 @@ impl Engine {
         Stops { eos_ids, strings }
     }
 
+    /// `vicuna generate`: answers each of `questions` as the first user turn of its own
+    /// conversation (after `system`), all in one batch.
+    pub fn answer_each(&self, system: Option<&str>, questions: &[String], sampling: &Sampling) -> Result<Vec<Output>> {
+        let prompts = questions
+            .iter()
+            .map(|q| self.prompt_ids(system, &[Turn { role: crate::data::conversation::Role::User, text: q.clone() }]))
+            .collect::<Result<Vec<_>>>()?;
+        self.generate(&prompts, sampling, &mut |_, _| true)
+    }
+
     /// Generates answers for a batch of prompts; `on_token(row, id)` streams new tokens and
     /// returns whether that row goes on (see `generate::generate`).
     pub fn generate(
