@@ -715,37 +715,44 @@ impl OutputArgs {
 
 /// The files a prep command reads and the ones it writes (with their flags), so that an output
 /// that would replace an input, or another output, is refused before anything is written.
-fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
-    pub fn paths(inputs: &[PathBuf]) -> Vec<&Path> {
-        inputs.iter().map(PathBuf::as_path).collect()
-    }
-    pub fn with_report<'a>(
+fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
+    fn with_report<'a>(
         mut outputs: Vec<(&'static str, &'a Path)>,
         out: &'a OutputArgs,
     ) -> Vec<(&'static str, &'a Path)> {
         outputs.extend(out.report.as_deref().map(|r| ("--report", r)));
         outputs
     }
+    /// The data files and, when given, the tokenizer (a file, or a directory's tokenizer.json).
+    fn reads(inputs: &[PathBuf], tokens: Option<&TokenArgs>) -> Vec<PathBuf> {
+        let tokenizer = tokens.and_then(|t| t.tokenizer.as_ref());
+        let tokenizer = tokenizer.map(|t| if t.is_dir() { t.join("tokenizer.json") } else { t.clone() });
+        inputs.iter().cloned().chain(tokenizer).collect()
+    }
     let Some(stage) = &prep.stage else {
-        return (
-            paths(&prep.inputs),
-            with_report(prep.output.iter().map(|o| ("--output", o.as_path())).collect(), &prep.out),
-        );
+        let outputs = prep.output.iter().map(|o| ("--output", o.as_path())).collect();
+        return (reads(&prep.inputs, Some(&prep.split.tokens)), with_report(outputs, &prep.out));
     };
     match stage {
+        Stage::Split { files, split, out } => {
+            (reads(&files.inputs, Some(&split.tokens)), with_report(vec![("--output", &files.output)], out))
+        }
+        Stage::Encode { files, tokens, out, .. } => {
+            (reads(&files.inputs, Some(&tokens.tokens)), with_report(vec![("--output", &files.output)], out))
+        }
         Stage::Clean { files, out, .. }
         | Stage::Filter { files, out, .. }
         | Stage::Dedup { files, out }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
-        | Stage::Split { files, out, .. }
-        | Stage::Encode { files, out, .. }
-        | Stage::Convert { files, out } => (paths(&files.inputs), with_report(vec![("--output", &files.output)], out)),
-        Stage::SplitTrainTest { inputs, train, test, out, .. } => {
-            (paths(inputs), with_report(vec![("--train", train), ("--test", test)], out))
+        | Stage::Convert { files, out } => {
+            (reads(&files.inputs, None), with_report(vec![("--output", &files.output)], out))
         }
-        Stage::Stats { inputs, .. } => (paths(inputs), Vec::new()),
-        Stage::Inspect { input, .. } => (vec![input.as_path()], Vec::new()),
+        Stage::SplitTrainTest { inputs, train, test, out, .. } => {
+            (reads(inputs, None), with_report(vec![("--train", train), ("--test", test)], out))
+        }
+        Stage::Stats { inputs, .. } => (reads(inputs, None), Vec::new()),
+        Stage::Inspect { input, .. } => (vec![input.clone()], Vec::new()),
     }
 }
 
@@ -753,6 +760,7 @@ fn prep_files(prep: &Prep) -> (Vec<&Path>, Vec<(&'static str, &Path)>) {
 /// as text or JSON; statistics; inspected samples); `--report` is written here.
 pub fn run_prep(prep: Prep) -> Result<String> {
     let (inputs, outputs) = prep_files(&prep);
+    let inputs: Vec<&Path> = inputs.iter().map(PathBuf::as_path).collect();
     vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;

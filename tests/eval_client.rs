@@ -59,3 +59,30 @@ fn client_errors_are_not_retried_and_retries_run_out() {
     );
     assert_eq!(server.count(), 3);
 }
+
+/// Regression: a `Retry-After` of -1, inf or NaN from the endpoint panicked inside
+/// `Duration::from_secs_f64` and took the judge run down; such hints are ignored now (a huge
+/// finite one is capped at the client's 120 s, as before).
+#[test]
+fn absurd_retry_after_headers_are_ignored_not_fatal() {
+    for hint in [-1.0, f64::INFINITY, f64::NAN] {
+        let server = FaultServer::start(
+            vec![Fault::Status(429, "{}".into(), Some(hint)), Fault::Status(200, completion("[[B]]"), None)],
+            Duration::from_secs(10),
+        );
+        let start = Instant::now();
+        let done = ask(&client(&server.base, 3)).unwrap();
+        assert_eq!(done.text, "[[B]]", "Retry-After {hint}");
+        assert!(start.elapsed() < Duration::from_secs(5), "Retry-After {hint} made it wait {:?}", start.elapsed());
+    }
+}
+
+/// A key echoed in an error body is redacted before the body is clipped for the message, so a
+/// key that straddles the clip never shows in part.
+#[test]
+fn a_key_straddling_the_clip_of_an_error_body_is_not_shown_in_part() {
+    let body = format!("{}sk-test", "x".repeat(296));
+    let server = FaultServer::start(vec![Fault::Status(400, body, None)], Duration::from_secs(10));
+    let err = ask(&client(&server.base, 0)).unwrap_err().to_string();
+    assert!(!err.contains("sk-t"), "{err}");
+}

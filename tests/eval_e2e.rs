@@ -133,3 +133,33 @@ fn answer_judge_and_report_over_http() {
     let markdown = ok(&["eval", "report", single.to_str().unwrap()]);
     assert!(markdown.starts_with("# Evaluation report"), "{markdown}");
 }
+
+/// Regression: answering as another `--model-id` into an existing answer file replaced the first
+/// model's answers question by question; the file holds one model, so that is refused.
+#[test]
+fn an_answer_file_of_another_model_is_refused_not_overwritten() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let out = s.path("answers.jsonl");
+    answer(&model, "vicuna80_sample.jsonl", &out, "first");
+    let before = std::fs::read(&out).unwrap();
+    let q = repo().join("examples/questions/vicuna80_sample.jsonl");
+    let err = fails(&[
+        "eval",
+        "answer",
+        "--model",
+        model.to_str().unwrap(),
+        "--template",
+        "chatml",
+        "--questions",
+        q.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--model-id",
+        "second",
+        "--max-new-tokens",
+        "4",
+    ]);
+    assert!(err.contains("holds answers of model \"first\", not \"second\""), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+}

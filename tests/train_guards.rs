@@ -150,6 +150,9 @@ fn a_learning_rate_that_cannot_train_is_refused_at_start() {
         ("--max-grad-norm", "-1", "max_grad_norm"),
         ("--eval-interval", "0", "eval_interval"),
         ("--save-interval-minutes", "0", "save_interval_minutes"),
+        ("--save-interval", "0", "save_interval and keep_checkpoints must be at least 1"),
+        ("--keep-checkpoints", "0", "save_interval and keep_checkpoints must be at least 1"),
+        ("--gradient-accumulation", "9223372036854775807", "is too large to be a batch"),
     ] {
         let err = run_fails(&short(&model, &s.path("out"), &[flag, value]));
         assert!(err.contains(key), "{flag} {value}: {err}");
@@ -231,6 +234,16 @@ fn resume_identifies_data_and_model_by_content_and_refuses_changed_settings() {
     let dotted = s.dir.path().join(".").join("model");
     let output = run(&resume(&[], &dotted));
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    // The checkpoints after step 2 of the replaced history were set aside, not left to outrank
+    // the resumed run's own (which retention would then have pruned) or deleted.
+    let aside: Vec<PathBuf> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.file_name().unwrap().to_str().unwrap().starts_with("checkpoints-set-aside-step-2-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    assert!(aside[0].join("step-00000003").exists() && aside[0].join("step-00000004").exists());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("were moved to"));
 
     // The data file replaced under the same path: refused, naming the key.
     let text = std::fs::read_to_string(&data).unwrap();
@@ -278,7 +291,7 @@ fn resume_auto_with_no_checkpoint_that_verifies_lists_why_instead_of_restarting(
     }
     // Without --resume the directory is not silently trained over either.
     let err = run_fails(&short(&model, &out, &[]));
-    assert!(err.contains("already holds checkpoints"), "{err}");
+    assert!(err.contains("holds checkpoints, none of which verifies"), "{err}");
 }
 
 #[test]

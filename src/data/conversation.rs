@@ -105,12 +105,27 @@ impl<'de> Deserialize<'de> for Fields<'de> {
                 f.write_str("a JSON object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Fields<'de>, A::Error> {
-                let mut out = Vec::new();
+                let mut out: Vec<(Cow<'de, str>, &'de RawValue)> = Vec::new();
+                // Records have a handful of keys, so a scan finds a repeated one fastest; a record
+                // with thousands of keys switches to an index so it cannot cost quadratic time.
+                let mut index: Option<std::collections::HashMap<Cow<'de, str>, usize>> = None;
                 while let Some(key) = map.next_key::<Cow<'de, str>>()? {
                     let value = map.next_value::<&'de RawValue>()?;
-                    match out.iter_mut().find(|(k, _): &&mut (Cow<'de, str>, &'de RawValue)| *k == key) {
-                        Some(slot) => slot.1 = value,
-                        None => out.push((key, value)),
+                    if index.is_none() && out.len() >= 32 {
+                        index = Some(out.iter().enumerate().map(|(i, (k, _))| (k.clone(), i)).collect());
+                    }
+                    let found = match &index {
+                        Some(index) => index.get(&key).copied(),
+                        None => out.iter().position(|(k, _)| *k == key),
+                    };
+                    match found {
+                        Some(i) => out[i].1 = value,
+                        None => {
+                            if let Some(index) = &mut index {
+                                index.insert(key.clone(), out.len());
+                            }
+                            out.push((key, value));
+                        }
                     }
                 }
                 Ok(Fields(out))
@@ -279,4 +294,25 @@ fn write_key_str(out: &mut Vec<u8>, key: &str, value: &str) {
 fn write_str(out: &mut Vec<u8>, s: &str) {
     // serde_json's escaping is the reference; writing into a Vec cannot fail.
     let _ = serde_json::to_writer(&mut *out, s);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Fields;
+
+    /// Python's `json.loads`: a repeated key keeps its first position and its last value, also
+    /// past the size where the field list switches to an index.
+    #[test]
+    fn repeated_keys_keep_first_position_and_last_value() {
+        for n in [3, 40, 2000] {
+            let mut parts: Vec<String> = (0..n).map(|i| format!("\"k{i}\": {i}")).collect();
+            parts.push("\"k1\": \"last\"".to_string());
+            let json = format!("{{{}}}", parts.join(", "));
+            let fields = Fields::parse(&json).map_err(|_| "not an object").unwrap();
+            assert_eq!(fields.0.len(), n, "no key appears twice");
+            assert_eq!(fields.0[1].0, "k1", "the first position is kept");
+            assert_eq!(fields.get("k1").unwrap().get(), "\"last\"", "the last value wins");
+            assert_eq!(fields.get(&format!("k{}", n - 1)).unwrap().get(), (n - 1).to_string());
+        }
+    }
 }

@@ -117,7 +117,7 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
     let total: usize = files.iter().map(RecordFile::len).sum();
     let mut report = Report::new(plan.command);
     report.records_in = total;
-    let bar = progress_bar(total as u64, plan.command);
+    let bar = progress_bar(total as u64, plan.command, "records");
     let mut dedup = Dedup::default();
     let mut base = 0;
     for file in files {

@@ -40,7 +40,7 @@ impl Sampler {
         if !self.group_by_length {
             return order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
         }
-        for mega in order.chunks_mut(MEGABATCH * self.global_batch) {
+        for mega in order.chunks_mut(MEGABATCH.saturating_mul(self.global_batch)) {
             mega.sort_by(|&a, &b| self.lengths[b].cmp(&self.lengths[a]));
         }
         let mut batches: Vec<Vec<usize>> = order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();

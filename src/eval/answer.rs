@@ -12,7 +12,7 @@ use crate::data::conversation::{Role, Turn};
 use crate::infer::engine::Engine;
 use crate::infer::generate::Sampling;
 use crate::util::lock::Lock;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -40,9 +40,28 @@ pub fn answer_file(engine: &Engine, questions: &Path, options: &AnswerOptions, o
 
 /// Answers `questions` into `out` (JSON Lines); returns how many were answered now.
 pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, out: &Path) -> Result<usize> {
-    let done: Vec<Answer> = if out.exists() { read_answers(out)?.records() } else { Vec::new() };
-    let answered: BTreeSet<String> =
-        done.iter().filter(|a| a.model_id == options.model_id).map(|a| a.question_id.to_string()).collect();
+    let done: Vec<Answer> = match out.exists() {
+        false => Vec::new(),
+        true => {
+            let loaded = read_answers(out)?;
+            // The file is rewritten whole: a line it cannot read would be lost with it.
+            if let Some(first) = loaded.skipped_messages().first() {
+                bail!("{first}; {} is rewritten as answers are added, so fix or remove that line first", out.display());
+            }
+            loaded.records()
+        }
+    };
+    // One model per answer file (FastChat's layout, and the judge's model name): answers of
+    // another model would be replaced question by question.
+    if let Some(other) = done.iter().find(|a| a.model_id != options.model_id) {
+        bail!(
+            "{} holds answers of model {:?}, not {:?}: give each model its own answer file",
+            out.display(),
+            other.model_id,
+            options.model_id
+        );
+    }
+    let answered: BTreeSet<String> = done.iter().map(|a| a.question_id.to_string()).collect();
     let todo: Vec<&Question> = questions.iter().filter(|q| !answered.contains(&q.id.to_string())).collect();
     // Group by temperature so each batch shares its sampling settings.
     let mut groups: BTreeMap<u64, Vec<&Question>> = BTreeMap::new();
@@ -50,7 +69,7 @@ pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, 
         let t = options.temperature.unwrap_or_else(|| default_temperature(&q.category));
         groups.entry(t.to_bits()).or_default().push(q);
     }
-    let bar = crate::util::progress::progress_bar(todo.len() as u64, "answer");
+    let bar = crate::util::progress::progress_bar(todo.len() as u64, "answer", "questions");
     let mut new = Vec::with_capacity(todo.len());
     for (bits, group) in groups {
         let sampling = Sampling {

@@ -90,20 +90,24 @@ impl Client {
                         .headers()
                         .get("retry-after")
                         .and_then(|v| v.to_str().ok())
-                        .and_then(|v| v.trim().parse::<f64>().ok());
+                        .and_then(|v| v.trim().parse::<f64>().ok())
+                        // An endpoint's header is not trusted: NaN, negative or huge waits would
+                        // panic in Duration (or stall); anything else is capped below anyway.
+                        .filter(|s| s.is_finite() && *s >= 0.0)
+                        .map(|s| Duration::from_secs_f64(s.min(120.0)));
                     let text = response.body_mut().read_to_string().unwrap_or_default();
                     match status {
                         200..=299 => match completion_text(&text) {
                             Some(text) => return Ok(Completion { text: self.redact(&text), attempts: attempt }),
-                            None => {
-                                Retry::After(None, format!("HTTP {status} with an unreadable body: {}", clip(&text)))
-                            }
+                            None => Retry::After(
+                                None,
+                                format!("HTTP {status} with an unreadable body: {}", clip(&self.redact(&text))),
+                            ),
                         },
-                        429 | 500..=599 => Retry::After(
-                            retry_after.map(Duration::from_secs_f64),
-                            format!("HTTP {status}: {}", clip(&text)),
-                        ),
-                        _ => Retry::Never(format!("HTTP {status}: {}", clip(&text))),
+                        429 | 500..=599 => {
+                            Retry::After(retry_after, format!("HTTP {status}: {}", clip(&self.redact(&text))))
+                        }
+                        _ => Retry::Never(format!("HTTP {status}: {}", clip(&self.redact(&text)))),
                     }
                 }
             };

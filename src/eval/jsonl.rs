@@ -202,17 +202,7 @@ pub(crate) fn string_list(value: &Value, key: &str) -> Result<Vec<String>> {
     }
 }
 
-/// The JSON type of a value in words, for error messages.
-pub(crate) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
-}
+pub(crate) use crate::util::json_kind as kind;
 
 #[cfg(test)]
 mod tests {

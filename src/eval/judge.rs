@@ -212,7 +212,7 @@ pub fn judge(
         .append(true)
         .open(out)
         .with_context(|| format!("cannot open {}", out.display()))?;
-    let bar = crate::util::progress::progress_bar(todo.len() as u64, "judge");
+    let bar = crate::util::progress::progress_bar(todo.len() as u64, "judge", "judgments");
     let workers = options.concurrency.clamp(1, todo.len().max(1));
     let queue = Arc::new(Mutex::new(todo));
     let (tx, rx) = mpsc::channel::<(String, Result<Judgment>, usize)>();

@@ -57,7 +57,8 @@ impl<'a> Chat<'a> {
 }
 
 /// The terminal loop: `USER: ` prompts on `output`, lines from `input`, answers streamed; an empty
-/// line or the end of input ends it.
+/// line or the end of input ends it. A turn that fails (say, a conversation past the model's
+/// context) is reported on stderr and dropped, and the conversation goes on.
 pub fn repl(
     engine: &Engine,
     sampling: &Sampling,
@@ -75,10 +76,15 @@ pub fn repl(
         }
         write!(output, "ASSISTANT: ")?;
         output.flush()?;
-        chat.say(line.trim_end(), sampling, &mut |piece| {
+        let said = chat.say(line.trim_end(), sampling, &mut |piece| {
             let _ = write!(output, "{piece}");
             let _ = output.flush();
-        })?;
+        });
         writeln!(output)?;
+        // A turn that cannot be answered (the conversation outgrew the context) is reported and
+        // left out; the conversation so far is kept and the user can go on.
+        if let Err(e) = said {
+            eprintln!("error: {e:#}");
+        }
     }
 }

@@ -67,8 +67,8 @@ impl Engine {
     pub fn load(dir: &Path, template: Option<TemplateName>, device: Device, kind: Kind) -> Result<Engine> {
         let tokenizer = Tokenizer::load(dir, &SpecialOverrides::default())?;
         let template = template.map(|t| Template::new(t, &tokenizer)).transpose()?;
+        crate::model::config::Config::load(&dir.join("config.json"))?.check_tokenizer(tokenizer.vocab_size(), dir)?;
         let mut model = load_model(dir, kind, device)?;
-        model.model.config.check_tokenizer(tokenizer.vocab_size(), dir)?;
         model.model.prepare_for_inference();
         Ok(Engine { model, tokenizer: Arc::new(tokenizer), template: template.map(Arc::new) })
     }

@@ -231,8 +231,8 @@ pub fn generate(
     Ok(out)
 }
 
-/// The shortest prefix of `ids` whose text reaches `cut` bytes is dropped from the end: keeps
-/// the tokens whose decoded text ends before the stop string.
+/// The longest prefix of `ids` whose decoded text is at most `cut` bytes long: the tokens that
+/// end before the stop string found at byte `cut`.
 fn truncate_to_text(ids: &[u32], cut: usize, decode: &dyn Fn(&[u32]) -> Result<String>) -> Result<Vec<u32>> {
     let mut n = ids.len();
     while n > 0 && decode(&ids[..n])?.len() > cut {

@@ -22,37 +22,30 @@ pub struct ChatRequest {
     pub stream: bool,
 }
 
-/// The JSON type of `v`, for messages.
-fn type_name(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(n) if n.is_f64() => "a fractional number",
-        Value::Number(_) => "an integer",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 impl ChatRequest {
     /// Reads and type-checks a request body; the error names the field.
     pub fn parse(body: &[u8]) -> std::result::Result<ChatRequest, String> {
         let value: Value = serde_json::from_slice(body).map_err(|e| format!("the body is not valid JSON: {e}"))?;
         let Value::Object(fields) = value else {
-            return Err(format!("the body must be a JSON object with a messages array, not {}", type_name(&value)));
+            return Err(format!(
+                "the body must be a JSON object with a messages array, not {}",
+                crate::util::json_kind(&value)
+            ));
         };
         let get = |name: &str| fields.get(name).filter(|v| !v.is_null());
         let number = |name: &'static str| match get(name) {
             None => Ok(None),
-            Some(v) => v.as_f64().map(Some).ok_or_else(|| format!("{name} must be a number, not {}", type_name(v))),
+            Some(v) => v
+                .as_f64()
+                .map(Some)
+                .ok_or_else(|| format!("{name} must be a number, not {}", crate::util::json_kind(v))),
         };
         let integer = |name: &'static str| match get(name) {
             None => Ok(None),
             Some(v) => match (v.as_i64(), v.as_u64()) {
                 (Some(i), _) => Ok(Some(i128::from(i))),
                 (None, Some(u)) => Ok(Some(i128::from(u))),
-                _ => Err(format!("{name} must be an integer, not {}", type_name(v))),
+                _ => Err(format!("{name} must be an integer, not {}", crate::util::json_kind(v))),
             },
         };
         let messages = match get("messages") {
@@ -63,10 +56,15 @@ impl ChatRequest {
                 .map(|(i, m)| {
                     let m = m
                         .as_object()
-                        .ok_or_else(|| format!("messages[{i}] must be an object, not {}", type_name(m)))?;
+                        .ok_or_else(|| format!("messages[{i}] must be an object, not {}", crate::util::json_kind(m)))?;
                     let role = match m.get("role") {
                         Some(Value::String(r)) => r.clone(),
-                        Some(v) => return Err(format!("messages[{i}].role must be a string, not {}", type_name(v))),
+                        Some(v) => {
+                            return Err(format!(
+                                "messages[{i}].role must be a string, not {}",
+                                crate::util::json_kind(v)
+                            ))
+                        }
                         None => return Err(format!("messages[{i}].role is required")),
                     };
                     let content =
@@ -77,7 +75,7 @@ impl ChatRequest {
             Some(v) => {
                 return Err(format!(
                     "messages must be a list of {{\"role\", \"content\"}} objects, not {}",
-                    type_name(v)
+                    crate::util::json_kind(v)
                 ))
             }
         };
@@ -104,7 +102,7 @@ impl ChatRequest {
         let stream = match get("stream") {
             None => false,
             Some(Value::Bool(b)) => *b,
-            Some(v) => return Err(format!("stream must be true or false, not {}", type_name(v))),
+            Some(v) => return Err(format!("stream must be true or false, not {}", crate::util::json_kind(v))),
         };
         Ok(ChatRequest {
             messages,

@@ -105,7 +105,7 @@ pub fn save(
     std::fs::rename(&tmp, &final_dir)
         .with_context(|| format!("cannot rename {} to {}", tmp.display(), final_dir.display()))?;
     sync_dir(root)?;
-    prune(root, keep)?;
+    prune(root, keep, &final_dir)?;
     Ok(final_dir)
 }
 
@@ -136,8 +136,8 @@ fn sync_dir(dir: &Path) -> Result<()> {
 }
 
 /// Removes all but the newest `keep` checkpoints and the one with the lowest eval loss (and
-/// leftovers of interrupted saves).
-fn prune(root: &Path, keep: usize) -> Result<()> {
+/// leftovers of interrupted saves); never `just_saved`, the checkpoint this save wrote.
+fn prune(root: &Path, keep: usize, just_saved: &Path) -> Result<()> {
     let mut steps = list(root)?;
     steps.sort();
     let eval_loss = |dir: &Path| -> Option<f64> {
@@ -151,7 +151,7 @@ fn prune(root: &Path, keep: usize) -> Result<()> {
         .map(|(_, d)| d);
     let excess = steps.len().saturating_sub(keep.max(1));
     for (_, dir) in steps.into_iter().take(excess) {
-        if Some(&dir) != best.as_ref() {
+        if Some(&dir) != best.as_ref() && dir != just_saved {
             std::fs::remove_dir_all(&dir).with_context(|| format!("cannot remove {}", dir.display()))?;
         }
     }
@@ -163,6 +163,27 @@ fn prune(root: &Path, keep: usize) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Moves the checkpoints under `root` newer than `step` into a sibling directory
+/// `checkpoints-set-aside-step-N-T` (T: the time, in nanoseconds since 1970) and returns it. A run
+/// resumed from an older step replaces their history: left in place they would outrank its own
+/// checkpoints in retention and in `--resume auto`. Nothing is deleted.
+pub fn set_aside_newer(root: &Path, step: usize) -> Result<Option<PathBuf>> {
+    let newer: Vec<PathBuf> = list(root)?.into_iter().filter(|(s, _)| *s > step).map(|(_, d)| d).collect();
+    if newer.is_empty() {
+        return Ok(None);
+    }
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    let name = format!("checkpoints-set-aside-step-{step}-{nanos}");
+    let aside = root.parent().unwrap_or(Path::new(".")).join(name);
+    std::fs::create_dir_all(&aside).with_context(|| format!("cannot create {}", aside.display()))?;
+    for dir in newer {
+        let to = aside.join(dir.file_name().unwrap_or_default());
+        std::fs::rename(&dir, &to).with_context(|| format!("cannot move {} to {}", dir.display(), to.display()))?;
+    }
+    sync_dir(root)?;
+    Ok(Some(aside))
 }
 
 /// Checkpoint directories under `root` with their steps.

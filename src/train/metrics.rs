@@ -35,16 +35,17 @@ pub struct Log {
 
 impl Log {
     /// Opens `dir/metrics.jsonl` for appending; earlier lines (a resumed run) join the plot. Lines
-    /// of steps after `resume_step` (written by a run that was stopped before it saved them) are
-    /// removed first, so a resumed run's file holds each step once.
+    /// of steps after `resume_step` (written by a run that was stopped before it saved them, events
+    /// included) and torn lines are removed first, so a resumed run's file holds each step once.
     pub fn open(dir: &Path, resume_step: usize) -> Result<Log> {
         let path = dir.join("metrics.jsonl");
         let mut points = Vec::new();
         if let Ok(text) = std::fs::read_to_string(&path) {
             let mut kept = String::with_capacity(text.len());
             for line in text.lines() {
-                let v = serde_json::from_str::<serde_json::Value>(line).unwrap_or_default();
-                if v["event"].is_null() && v["step"].as_u64().is_some_and(|s| s as usize > resume_step) {
+                // A line torn by a kill, or one from after the step resumed from, goes.
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+                if v["step"].as_u64().is_some_and(|s| s as usize > resume_step) {
                     continue;
                 }
                 kept.push_str(line);

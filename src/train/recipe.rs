@@ -220,9 +220,9 @@ impl Recipe {
             seed: self.seed.unwrap_or(42),
             eval_data: self.eval_data,
             eval_interval: self.eval_interval,
-            save_interval: self.save_interval.unwrap_or(500).max(1),
+            save_interval: self.save_interval.unwrap_or(500),
             save_interval_minutes: self.save_interval_minutes,
-            keep_checkpoints: self.keep_checkpoints.unwrap_or(3).max(1),
+            keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             output_dir: self.output_dir.context("output_dir is required")?,
             device: parse_device(self.device.as_deref().unwrap_or("cpu"))?,
             dtype: self.dtype.unwrap_or(Dtype::Fp32),
@@ -269,6 +269,18 @@ impl TrainConfig {
         }
         if self.max_length < 2 {
             bail!("max_length = {} is too short: a sample needs at least 2 tokens to train on", self.max_length);
+        }
+        if self.save_interval == 0 || self.keep_checkpoints == 0 {
+            bail!("save_interval and keep_checkpoints must be at least 1");
+        }
+        // Samples per step must be countable: the sampler cuts epochs into megabatches of them.
+        if self.micro_batch_size.checked_mul(self.gradient_accumulation).and_then(|g| g.checked_mul(1 << 16)).is_none()
+        {
+            bail!(
+                "micro_batch_size {} x gradient_accumulation {} is too large to be a batch",
+                self.micro_batch_size,
+                self.gradient_accumulation
+            );
         }
         if self.eval_interval == Some(0) {
             bail!("eval_interval must be at least 1 (leave it out to evaluate at the end only)");

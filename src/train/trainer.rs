@@ -95,6 +95,11 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         Lock::acquire(&cfg.output_dir.join(".vicuna.lock"), &format!("output directory {}", cfg.output_dir.display()))?;
     let device = cfg.device;
     let kind = cfg.dtype.kind();
+    let exported = cfg.output_dir.join("final");
+    crate::util::atomic::ensure_distinct(
+        &[cfg.model.as_path(), cfg.data.as_path()],
+        &[("output_dir/final", &exported)],
+    )?;
     let config = Config::load(&cfg.model.join("config.json"))?;
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
     config.check_tokenizer(tokenizer.vocab_size(), &cfg.model)?;
@@ -136,7 +141,12 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         cfg.group_by_length,
     );
     let per_epoch = sampler.steps_per_epoch();
-    let total_steps = cfg.max_steps.unwrap_or(cfg.epochs * per_epoch);
+    let total_steps = match cfg.max_steps {
+        Some(steps) => steps,
+        None => cfg.epochs.checked_mul(per_epoch).with_context(|| {
+            format!("epochs {} x {per_epoch} steps per epoch is too many steps; give max_steps", cfg.epochs)
+        })?,
+    };
     let root = cfg.output_dir.join("checkpoints");
     let mut resume_key = cfg.resume_key();
     resume_key.insert("model".into(), identity(&cfg.model)?);
@@ -166,10 +176,17 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     let scan = checkpoint::scan(&root)?;
     let from = match resume {
         Resume::No => {
-            if scan.latest.is_some() || !scan.rejected.is_empty() {
+            if scan.latest.is_some() {
                 anyhow::bail!(
                     "{} already holds checkpoints: pass --resume auto to continue, or choose another output_dir",
                     root.display()
+                );
+            }
+            if !scan.rejected.is_empty() {
+                anyhow::bail!(
+                    "{} holds checkpoints, none of which verifies ({}); remove them to start over, or choose another output_dir",
+                    root.display(),
+                    scan.rejected.iter().map(|(d, e)| format!("{}: {e}", d.display())).collect::<Vec<_>>().join("; ")
                 );
             }
             None
@@ -194,6 +211,13 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     let mut last_good = None;
     if let Some((dir, saved)) = from {
         changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, allow_change)?;
+        if let Some(aside) = checkpoint::set_aside_newer(&root, saved.step)? {
+            eprintln!(
+                "warning: resuming at step {}: the newer checkpoints of the run this replaces were moved to {}",
+                saved.step,
+                aside.display()
+            );
+        }
         let moments = moments_of(&optimizer);
         checkpoint::restore(&dir, &named(&masters, ""), &moments)?;
         if mixed {
@@ -213,7 +237,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     if !changes.is_empty() {
         log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
     }
-    let bar = crate::util::progress::progress_bar(total_steps as u64, "train");
+    let bar = crate::util::progress::progress_bar(total_steps as u64, "train", "steps");
     bar.set_position(state.step as u64);
     let started = Instant::now();
     let mut last_save = Instant::now();
@@ -343,7 +367,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     }
     bar.finish_and_clear();
     log.plot()?;
-    let exported = cfg.output_dir.join("final");
     save_model(model, &exported, kind, 5_000_000_000, Some(&cfg.model))?;
     Ok(Outcome {
         steps_done: state.step,

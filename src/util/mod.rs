@@ -6,3 +6,18 @@ pub mod lock;
 pub mod progress;
 pub mod rng;
 pub mod secret;
+
+/// The JSON type of `value` in words ("a string", "an integer", "an array"...), for messages that
+/// say what a field holds instead of what was expected.
+pub fn json_kind(value: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(n) if n.is_f64() => "a fractional number",
+        Value::Number(_) => "an integer",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}

@@ -2,12 +2,13 @@
 //! rate and ETA, on stderr, hidden when stderr is not a terminal.
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// A bar with rate and ETA on stderr; indicatif hides it when stderr is not a terminal.
-pub fn progress_bar(len: u64, what: &str) -> ProgressBar {
+/// A bar with rate and ETA on stderr, counting `unit`s (records, steps, answers, judgments);
+/// indicatif hides it when stderr is not a terminal.
+pub fn progress_bar(len: u64, what: &str, unit: &str) -> ProgressBar {
     let bar = ProgressBar::new(len);
-    let style = ProgressStyle::with_template("{msg:>8} [{bar:30}] {pos}/{len} records {per_sec} ETA {eta}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+    let template = format!("{{msg:>8}} [{{bar:30}}] {{pos}}/{{len}} {unit} {{per_sec}} ETA {{eta}}");
+    let style =
+        ProgressStyle::with_template(&template).unwrap_or_else(|_| ProgressStyle::default_bar()).progress_chars("=> ");
     bar.set_style(style);
     bar.set_message(what.to_string());
     bar

@@ -149,9 +149,10 @@ impl Tokenizer {
         self.inner.token_to_id(token)
     }
 
-    /// Vocabulary size including added tokens (the model's embedding must be at least this big).
+    /// The ids this tokenizer can produce: its largest id (added tokens included) plus one, which
+    /// the model's embedding must have rows for. Not the number of tokens: ids may have gaps.
     pub fn vocab_size(&self) -> usize {
-        self.inner.get_vocab_size(true)
+        self.inner.get_vocab(true).values().max().map_or(0, |&id| id as usize + 1)
     }
 
     /// Whether `text` is one of the tokenizer's special added tokens (`</s>`, `<|eot_id|>`, ...).
