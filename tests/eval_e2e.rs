@@ -7,8 +7,13 @@ mod common;
 use common::*;
 
 fn answer(model: &std::path::Path, questions: &str, out: &std::path::Path, id: &str) {
+    ok(&answer_args(model, questions, out, id).iter().map(String::as_str).collect::<Vec<_>>());
+}
+
+/// `vicuna eval answer` of `model` on a bundled question set into `out` as model `id`.
+fn answer_args(model: &std::path::Path, questions: &str, out: &std::path::Path, id: &str) -> Vec<String> {
     let q = repo().join("examples/questions").join(questions);
-    ok(&[
+    [
         "eval",
         "answer",
         "--model",
@@ -25,7 +30,10 @@ fn answer(model: &std::path::Path, questions: &str, out: &std::path::Path, id: &
         "8",
         "--batch-size",
         "4",
-    ]);
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect()
 }
 
 #[test]
@@ -143,23 +151,8 @@ fn an_answer_file_of_another_model_is_refused_not_overwritten() {
     let out = s.path("answers.jsonl");
     answer(&model, "vicuna80_sample.jsonl", &out, "first");
     let before = std::fs::read(&out).unwrap();
-    let q = repo().join("examples/questions/vicuna80_sample.jsonl");
-    let err = fails(&[
-        "eval",
-        "answer",
-        "--model",
-        model.to_str().unwrap(),
-        "--template",
-        "chatml",
-        "--questions",
-        q.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--model-id",
-        "second",
-        "--max-new-tokens",
-        "4",
-    ]);
+    let second = answer_args(&model, "vicuna80_sample.jsonl", &out, "second");
+    let err = fails(&second.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(err.contains("holds answers of model \"first\", not \"second\""), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }

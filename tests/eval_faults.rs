@@ -8,7 +8,6 @@ use std::time::Duration;
 #[test]
 fn judge_survives_faults_and_a_rerun_asks_nothing() {
     let s = Scratch::new();
-    let (a, b) = (answer_file(&s, "alpha"), answer_file(&s, "beta"));
     let server = FaultServer::start(
         vec![
             Fault::Status(429, "{\"error\": \"rate limited\"}".into(), Some(0.2)),
@@ -22,33 +21,9 @@ fn judge_survives_faults_and_a_rerun_asks_nothing() {
         Duration::from_secs(60),
     );
     let out = s.path("judgments.jsonl");
-    let questions = repo().join("examples/questions/vicuna80_sample.jsonl");
-    let args = [
-        "eval",
-        "judge",
-        "--questions",
-        questions.to_str().unwrap(),
-        "--answers",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--mode",
-        "pairwise",
-        "--judge-model",
-        "gpt-4",
-        "--api-base",
-        &server.base,
-        "--api-key-env",
-        "",
-        "-o",
-        out.to_str().unwrap(),
-        "--timeout",
-        "0.5",
-        "--max-retries",
-        "5",
-        "--concurrency",
-        "2",
-        "--json",
-    ];
+    let extra = ["--api-key-env", "", "--timeout", "0.5", "--max-retries", "5", "--concurrency", "2", "--json"];
+    let args = judge_args(&s, &server.base, &out, &extra);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let summary: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
     assert_eq!(
         (summary["planned"].as_u64(), summary["written"].as_u64(), summary["failed"].as_u64()),

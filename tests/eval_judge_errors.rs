@@ -7,37 +7,9 @@ use common::*;
 use std::path::Path;
 use std::time::Duration;
 
-/// Six answers of `model` to the bundled Vicuna-80 sample.
 /// A pairwise judge run of two models (six judgments) against `base`, one request at a time.
 fn judge_args(s: &Scratch, base: &str, out: &Path, key_env: &str) -> Vec<String> {
-    let (a, b) = (answer_file(s, "alpha"), answer_file(s, "beta"));
-    let questions = repo().join("examples/questions/vicuna80_sample.jsonl");
-    [
-        "eval",
-        "judge",
-        "--questions",
-        questions.to_str().unwrap(),
-        "--answers",
-        a.to_str().unwrap(),
-        b.to_str().unwrap(),
-        "--mode",
-        "pairwise",
-        "--judge-model",
-        "gpt-4",
-        "--api-base",
-        base,
-        "--api-key-env",
-        key_env,
-        "-o",
-        out.to_str().unwrap(),
-        "--concurrency",
-        "1",
-        "--max-retries",
-        "1",
-    ]
-    .iter()
-    .map(|a| a.to_string())
-    .collect()
+    common::judge_args(s, base, out, &["--api-key-env", key_env, "--concurrency", "1", "--max-retries", "1"])
 }
 
 fn strs(args: &[String]) -> Vec<&str> {

@@ -481,3 +481,32 @@ pub fn answer_file(s: &Scratch, model: &str) -> PathBuf {
         .collect();
     s.write(&format!("{model}.jsonl"), &(lines.join("\n") + "\n"))
 }
+
+/// `vicuna eval judge` arguments: a pairwise run of two models (`alpha`, `beta`: six judgments
+/// on the bundled Vicuna-80 sample) against the endpoint `base`, into `out`, plus `extra` flags.
+pub fn judge_args(s: &Scratch, base: &str, out: &Path, extra: &[&str]) -> Vec<String> {
+    let (a, b) = (answer_file(s, "alpha"), answer_file(s, "beta"));
+    let questions = repo().join("examples/questions/vicuna80_sample.jsonl");
+    let mut args: Vec<String> = [
+        "eval",
+        "judge",
+        "--questions",
+        questions.to_str().unwrap(),
+        "--answers",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+        "--mode",
+        "pairwise",
+        "--judge-model",
+        "gpt-4",
+        "--api-base",
+        base,
+        "-o",
+        out.to_str().unwrap(),
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    args.extend(extra.iter().map(|a| a.to_string()));
+    args
+}
