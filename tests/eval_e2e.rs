@@ -156,3 +156,34 @@ fn an_answer_file_of_another_model_is_refused_not_overwritten() {
     assert!(err.contains("holds answers of model \"first\", not \"second\""), "{err}");
     assert_eq!(std::fs::read(&out).unwrap(), before);
 }
+
+/// Regression: one question whose prompt leaves no room in the model's context failed its whole
+/// batch (and every rerun); it is answered "ERROR" (as FastChat's gen_model_answer does) with a
+/// warning, and the other questions of the batch get their answers.
+#[test]
+fn a_question_too_long_for_the_context_is_answered_error_not_fatal() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let long = vec!["word"; 3000].join(" ");
+    let questions = s.write(
+        "questions.jsonl",
+        &format!(
+            "{}\n{}\n",
+            serde_json::json!({"question_id": 1, "text": "Name a color.", "category": "generic"}),
+            serde_json::json!({"question_id": 2, "text": long, "category": "generic"})
+        ),
+    );
+    let out = s.path("answers.jsonl");
+    let mut args = answer_args(&model, "vicuna80_sample.jsonl", &out, "m");
+    let at = args.iter().position(|a| a == "--questions").unwrap();
+    args[at + 1] = questions.to_str().unwrap().to_string();
+    let run = vicuna(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(run.status.success(), "{stderr}");
+    assert!(stderr.contains("warning: question 2 turn 1: the prompt is "), "{stderr}");
+    let answers = read_records(&out);
+    assert_eq!(answers.len(), 2);
+    let turns = |q: u64| answers.iter().find(|a| a["question_id"] == q).unwrap()["choices"][0]["turns"].clone();
+    assert_eq!(turns(2), serde_json::json!(["ERROR"]));
+    assert_ne!(turns(1), serde_json::json!(["ERROR"]));
+}

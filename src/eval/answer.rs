@@ -10,7 +10,7 @@ use super::questions::{
 };
 use crate::data::conversation::{Role, Turn};
 use crate::infer::engine::Engine;
-use crate::infer::generate::Sampling;
+use crate::infer::generate::{room_left, Sampling};
 use crate::util::lock::Lock;
 use anyhow::{bail, Result};
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,16 +91,39 @@ pub fn answer(engine: &Engine, questions: &[Question], options: &AnswerOptions, 
 
 /// All turns of a batch of questions: turn k of every question that has it, as one batch, each
 /// conversation carrying its earlier answers.
+/// The answer FastChat's `gen_model_answer` writes for a turn it could not generate.
+const ERROR_ANSWER: &str = "ERROR";
+
 fn answer_batch(engine: &Engine, batch: &[&Question], sampling: &Sampling, model_id: &str) -> Result<Vec<Answer>> {
     let mut conversations: Vec<Vec<Turn>> = vec![Vec::new(); batch.len()];
     let mut answers: Vec<Vec<String>> = vec![Vec::new(); batch.len()];
     let turns = batch.iter().map(|q| q.turns.len()).max().unwrap_or(0);
     for k in 0..turns {
-        let rows: Vec<usize> = (0..batch.len()).filter(|&r| k < batch[r].turns.len()).collect();
-        let mut prompts = Vec::with_capacity(rows.len());
-        for &r in &rows {
+        let mut rows = Vec::new();
+        let mut prompts = Vec::new();
+        for r in (0..batch.len()).filter(|&r| k < batch[r].turns.len()) {
             conversations[r].push(Turn { role: Role::User, text: batch[r].turns[k].clone() });
-            prompts.push(engine.prompt_ids(None, &conversations[r])?);
+            let prompt = engine.prompt_ids(None, &conversations[r])?;
+            // A turn whose prompt leaves no room in the context (a long question, or a long
+            // first answer before the second turn) gets FastChat's "ERROR" answer, with a
+            // warning, instead of failing the batch and every rerun of it.
+            if room_left(engine.context(), prompt.len()) == 0 {
+                eprintln!(
+                    "warning: question {} turn {}: the prompt is {} tokens, no room in the model's context of {}; answered ERROR",
+                    batch[r].id,
+                    k + 1,
+                    prompt.len(),
+                    engine.context()
+                );
+                conversations[r].push(Turn { role: Role::Assistant, text: ERROR_ANSWER.to_string() });
+                answers[r].push(ERROR_ANSWER.to_string());
+                continue;
+            }
+            rows.push(r);
+            prompts.push(prompt);
+        }
+        if prompts.is_empty() {
+            continue;
         }
         let outputs = engine.generate(&prompts, sampling, &mut |_, _| true)?;
         for (&r, output) in rows.iter().zip(outputs) {
