@@ -135,11 +135,10 @@ fn run(cli: Cli) -> Result<()> {
 fn run_eval(command: EvalCommand) -> Result<()> {
     match command {
         EvalCommand::Answer { model, questions, output, model_id, batch_size, max_new_tokens, temperature, seed } => {
-            let engine = model.engine()?;
             let model_id = model_id.unwrap_or_else(|| model_name(&model.model));
             let options =
                 answer::AnswerOptions { model_id: model_id.clone(), batch_size, max_new_tokens, temperature, seed };
-            let (n, total) = answer::answer_file(&engine, &questions, &options, &output)?;
+            let (n, total) = answer::answer_file(|| model.engine(), &questions, &options, &output)?;
             println!("{model_id}: answered {n} questions ({total} in the set) into {}", output.display());
         }
         EvalCommand::Import { input, model_id, output } => {

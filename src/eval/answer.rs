@@ -29,13 +29,20 @@ pub struct AnswerOptions {
     pub seed: u64,
 }
 
-/// `vicuna eval answer`: reads the question file, then answers into `out` under an exclusive lock
-/// (never over the question file). Returns how many were answered now and how many the set holds.
-pub fn answer_file(engine: &Engine, questions: &Path, options: &AnswerOptions, out: &Path) -> Result<(usize, usize)> {
+/// `vicuna eval answer`: checks the files, takes the answer file's exclusive lock and reads the
+/// questions, and only then loads the model (`load`), so a refused run costs no model load; then
+/// answers into `out`. Returns how many were answered now and how many the set holds.
+pub fn answer_file(
+    load: impl FnOnce() -> Result<Engine>,
+    questions: &Path,
+    options: &AnswerOptions,
+    out: &Path,
+) -> Result<(usize, usize)> {
     crate::util::atomic::ensure_distinct(&[questions], &[("--output", out)])?;
     let _lock = Lock::acquire(&Lock::path_beside(out), &format!("answer file {}", out.display()))?;
     let questions = read_questions(questions)?;
-    Ok((answer(engine, &questions, options, out)?, questions.len()))
+    let engine = load()?;
+    Ok((answer(&engine, &questions, options, out)?, questions.len()))
 }
 
 /// Answers `questions` into `out` (JSON Lines); returns how many were answered now.

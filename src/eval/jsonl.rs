@@ -118,8 +118,7 @@ pub struct TornTail {
 
 /// The file a torn last line of `path` is moved to: `NAME.torn` beside it.
 pub fn torn_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!("{name}.torn"))
+    crate::util::atomic::beside(path, "", ".torn")
 }
 
 /// Readies an append-only JSON Lines file for more lines after a crash. Only a line that ends in

@@ -6,7 +6,8 @@ use anyhow::Result;
 /// decodes of a short window instead of a decode of the whole answer (the prefix and read
 /// offsets of `transformers`' `TextStreamer` and TGI's `decode_token`). A piece is held back
 /// while its text ends in an incomplete character (U+FFFD, a token holding part of a multi-byte
-/// character); `finish` releases what is left. The pieces joined equal the decoded answer.
+/// character); `finish` releases what is left. The pieces joined equal the decoded ids as
+/// generated (the final answer text is that, trimmed and cut before a stop string).
 #[derive(Debug, Clone, Default)]
 pub struct TextStream {
     ids: Vec<u32>,

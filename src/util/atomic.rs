@@ -86,8 +86,14 @@ pub fn write_bytes(path: &Path, bytes: &[u8]) -> Result<()> {
 /// The temporary name: hidden, beside the target (same file system, so rename is atomic), and
 /// unique per process so two runs never write into each other's file.
 pub fn temp_path(path: &Path) -> PathBuf {
+    beside(path, ".", &format!(".tmp-{}", std::process::id()))
+}
+
+/// A file next to `path` named `{prefix}{its name}{suffix}` (temporary files, locks, `.torn`
+/// leftovers): same folder, so a rename onto `path` stays on one file system.
+pub fn beside(path: &Path, prefix: &str, suffix: &str) -> PathBuf {
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    path.with_file_name(format!("{prefix}{name}{suffix}"))
 }
 
 /// Makes the rename itself durable; best effort, since not every file system supports it.
