@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
+# Installs Debian's libgloo-dev (the declarations of the Gloo engine inside libtorch_cpu, which the c10d
+# shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
 # packages it saves and loads checkpoints with), and prints nothing else of note when they are already
 # there. Idempotent: one stamp file per step records what was installed, so an environment made before
@@ -13,8 +14,22 @@ stamp="$venv/.vicuna-setup-torch-$torch_version"
 # numbers or the checkpoint format, pinned; pip resolves the rest of transformers' requirements.
 reference_pkgs=(transformers==5.23.0 numpy==2.4.6 safetensors==0.8.0 huggingface_hub==2.4.0 tokenizers==0.23.3)
 reference_stamp="$venv/.vicuna-setup-reference"
+# The CUDA headers the shim's NCCL path is compiled against (libtorch's wheel ships the libraries only).
+cuda_pkgs=("nvidia-cuda-crt==13.0.88.*" "cuda-toolkit[cccl]==13.0.3")
+cuda_stamp="$venv/.vicuna-setup-cuda-headers"
 
-if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ]; then
+if [ ! -f /usr/include/gloo/config.h ]; then
+  echo "setup: installing Debian's libgloo-dev (Gloo's headers, for the c10d shim)" >&2
+  sudo_cmd=""
+  if [ "$(id -u)" != 0 ]; then sudo_cmd="sudo"; fi
+  if ! $sudo_cmd apt-get install -y --no-install-recommends libgloo-dev >/dev/null 2>&1; then
+    $sudo_cmd apt-get update >/dev/null
+    $sudo_cmd apt-get install -y --no-install-recommends libgloo-dev >/dev/null
+  fi
+fi
+
+if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
+  && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
@@ -36,4 +51,10 @@ if [ ! -f "$reference_stamp" ] || [ "$(cat "$reference_stamp")" != "${reference_
 assert transformers.__version__ == '5.23.0', transformers.__version__
 assert torch.__version__.startswith('$torch_version'), torch.__version__"
   echo "${reference_pkgs[*]}" > "$reference_stamp"
+fi
+if [ ! -f "$cuda_stamp" ] || [ "$(cat "$cuda_stamp")" != "${cuda_pkgs[*]}" ]; then
+  echo "setup: installing the CUDA headers for the NCCL path (${cuda_pkgs[*]})" >&2
+  rm -f "$cuda_stamp"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${cuda_pkgs[@]}"
+  echo "${cuda_pkgs[*]}" > "$cuda_stamp"
 fi

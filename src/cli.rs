@@ -368,6 +368,35 @@ pub struct TrainArgs {
     /// Print the outcome as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Start this many worker processes on this node, as torchrun does (one per GPU; on CPU,
+    /// processes that share the cores). Without it, a run reads torchrun's variables if set.
+    #[arg(long, value_parser = count(1..=1024))]
+    pub nproc_per_node: Option<usize>,
+    /// Nodes in the job (with --nproc-per-node).
+    #[arg(long, default_value_t = 1, value_parser = count(1..=4096), requires = "nproc_per_node")]
+    pub nnodes: usize,
+    /// This node's index, 0 to nnodes-1 (with --nproc-per-node).
+    #[arg(long, default_value_t = 0, requires = "nproc_per_node")]
+    pub node_rank: usize,
+    /// Address of node 0, where rank 0 serves the rendezvous (with --nproc-per-node).
+    #[arg(long, default_value = "127.0.0.1", requires = "nproc_per_node")]
+    pub master_addr: String,
+    /// Port of the rendezvous on node 0 (with --nproc-per-node).
+    #[arg(long, default_value_t = 29500, requires = "nproc_per_node")]
+    pub master_port: u16,
+}
+
+impl TrainArgs {
+    /// The launcher's settings, when `--nproc-per-node` asks for it.
+    pub fn launch(&self) -> Option<vicuna::train::launch::Launch> {
+        Some(vicuna::train::launch::Launch {
+            nproc_per_node: self.nproc_per_node?,
+            nnodes: self.nnodes,
+            node_rank: self.node_rank,
+            master_addr: self.master_addr.clone(),
+            master_port: self.master_port,
+        })
+    }
 }
 
 #[derive(Subcommand)]

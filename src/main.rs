@@ -2,7 +2,7 @@
 //! to the library, prints what it returns and maps errors to the exit code. No logic lives here.
 mod cli;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Parser;
 use cli::{Cli, Command, EvalCommand, ModelCommand, TokenizerCommand};
 use std::process::ExitCode;
@@ -96,6 +96,12 @@ fn run(cli: Cli) -> Result<()> {
             let (mut input, mut output) = (std::io::stdin().lock(), std::io::stdout());
             vicuna::infer::chat::repl(&engine, &sampling, args.model.system.clone(), &mut input, &mut output)?;
         }
+        Command::Train(args) if args.launch().is_some() => {
+            let launch = args.launch().expect("checked by the guard");
+            let exe = std::env::current_exe().context("cannot find this executable to start the workers")?;
+            let argv: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+            std::process::exit(vicuna::train::launch::run(&launch, &exe, &vicuna::train::launch::worker_args(&argv))?);
+        }
         Command::Train(args) => {
             let recipe = match &args.config {
                 Some(path) => vicuna::train::recipe::Recipe::load(path)?,
@@ -103,7 +109,10 @@ fn run(cli: Cli) -> Result<()> {
             };
             let config = recipe.overridden_by(args.recipe).resolve()?;
             let resume = args.resume.unwrap_or(vicuna::train::trainer::Resume::No);
-            print(args.json, &vicuna::train::trainer::train(&config, resume, &args.allow_change)?)?;
+            let outcome = vicuna::train::trainer::train(&config, resume, &args.allow_change)?;
+            if outcome.rank == 0 {
+                print(args.json, &outcome)?;
+            }
         }
         Command::Serve(args) => {
             let api_key = args.api_key_env.as_deref().map(key_from_env).transpose()?.flatten();

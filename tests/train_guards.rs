@@ -174,7 +174,7 @@ fn a_diverging_run_stops_with_the_step_and_keeps_the_good_checkpoints() {
     // Every checkpoint left holds finite weights and still verifies, and the message names it.
     let left = checkpoints(&out);
     for name in &left {
-        let weights = tensors(&out.join("checkpoints").join(name).join("model.safetensors"));
+        let weights = tensors(&out.join("checkpoints").join(name).join("shard-00000-of-00001.safetensors"));
         assert!(weights.values().all(|t| t.isfinite().all().int64_value(&[]) == 1), "{name} holds non-finite weights");
         assert!(err.contains(&format!("the last good checkpoint is {}", out.join("checkpoints").join(name).display())));
     }
@@ -276,7 +276,7 @@ fn resume_auto_with_no_checkpoint_that_verifies_lists_why_instead_of_restarting(
     let model = tiny_model(&s);
     let out = finished_run(&s, &model);
     for name in checkpoints(&out) {
-        let weights = out.join("checkpoints").join(&name).join("model.safetensors");
+        let weights = out.join("checkpoints").join(&name).join("shard-00000-of-00001.safetensors");
         let mut bytes = std::fs::read(&weights).unwrap();
         let n = bytes.len();
         bytes[n - 1] ^= 0xFF;
@@ -287,7 +287,10 @@ fn resume_auto_with_no_checkpoint_that_verifies_lists_why_instead_of_restarting(
     let err = run_fails(&args);
     assert!(err.contains("--resume auto: no checkpoint in ") && err.contains("verifies"), "{err}");
     for name in checkpoints(&out) {
-        assert!(err.contains(&format!("{name}/model.safetensors: size or checksum differs")), "{name}: {err}");
+        assert!(
+            err.contains(&format!("{name}/shard-00000-of-00001.safetensors: size or checksum differs")),
+            "{name}: {err}"
+        );
     }
     // Without --resume the directory is not silently trained over either.
     let err = run_fails(&short(&model, &out, &[]));

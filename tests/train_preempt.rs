@@ -104,7 +104,7 @@ fn sigkill_during_checkpointing_leaves_a_usable_checkpoint() {
     let root = out.join("checkpoints");
     let half_done = format!(".step-{k:08}.tmp-{}", child.id());
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !root.join(&half_done).join("model.safetensors").exists() {
+    while !root.join(&half_done).join("shard-00000-of-00001.safetensors").exists() {
         assert!(child.try_wait().unwrap().is_none(), "the run ended before saving step {k}");
         assert!(Instant::now() < deadline, "timed out waiting for the save of step {k}");
         std::thread::sleep(Duration::from_millis(5));
@@ -114,7 +114,7 @@ fn sigkill_during_checkpointing_leaves_a_usable_checkpoint() {
     assert!(root.join(&half_done).exists() && !root.join(format!("step-{k:08}")).exists(), "killed mid-save");
     let previous = root.join(format!("step-{:08}", k - 1));
     // Also make the newest complete checkpoint corrupt: resume must skip it and the torn save.
-    let weights = previous.join("model.safetensors");
+    let weights = previous.join("shard-00000-of-00001.safetensors");
     let mut bytes = std::fs::read(&weights).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0xff;

@@ -1,12 +1,19 @@
-//! Durable, verifiable checkpoints. A save writes a directory under a temporary name, fsyncs every
-//! file and the directory, then renames it to `step-NNNNNNNN`: a crash at any moment leaves either
-//! the old set of checkpoints or the new one, never a half-written directory under a real name.
-//! `state.json` (written last) is the manifest: a typed, versioned resume state plus the size and
-//! CRC32 of every file, so a torn or corrupted checkpoint is recognised and skipped. The last N
+//! Durable, verifiable checkpoints, written together by every rank of a job. A save writes a
+//! directory under a temporary name: each rank that owns a shard of the training state writes its
+//! `shard-RRRRR-of-NNNNN.safetensors` (the flat fp32 master weights and AdamW moments of its
+//! slices) and fsyncs it; once every rank has reported its file durable, rank 0 writes `state.json`
+//! last, fsyncs the directory and renames it to `step-NNNNNNNN`. A crash or a killed rank at any
+//! moment leaves either the old set of checkpoints or the new one, never a half-written directory
+//! under a real name. `state.json` is the manifest: a typed, versioned resume state, the parameter
+//! layout, the global flat ranges each shard file covers, and the size and CRC32 of every file, so
+//! a torn or corrupted checkpoint is recognised and skipped, and a run resumes on any world size
+//! and shard mode (each rank reads only the ranges it owns, from memory maps). The last N
 //! are kept, plus the one with the best eval loss. A save that fails (a full disk) removes its
 //! temporary directory and says how much space it needed; weights holding NaN or infinities are
 //! never saved, so retention can never prune a good checkpoint in favour of a diverged one.
-use crate::model::weights::{read_safetensors, write_safetensors};
+use super::dist::engine::{Group, Op};
+use super::dist::sharded::Layout;
+use crate::model::weights::write_safetensors;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -15,8 +22,9 @@ use tch::Tensor;
 
 /// Version of the `state.json` layout.
 /// Version 2: the resume key identifies the model and data by content and records every setting
-/// that changes the result (learning rate, schedule, betas, total steps, world size, ...).
-pub const STATE_VERSION: u32 = 2;
+/// that changes the result (learning rate, schedule, betas, total steps, ...).
+/// Version 3: the state is saved as flat shards with their global ranges (any world size resumes).
+pub const STATE_VERSION: u32 = 3;
 
 /// Everything needed to continue a run exactly where it stopped.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -39,9 +47,40 @@ pub struct TrainState {
     /// Eval loss measured at this step, if it was measured (retention keeps the best checkpoint).
     #[serde(default)]
     pub eval_loss: Option<f64>,
+    /// Shard mode of the run that saved it (`none`, `grad-op`, `full`).
+    #[serde(default)]
+    pub shard_mode: String,
+    /// Every parameter's name and shape, in the order of the global flat vector.
+    #[serde(default)]
+    pub params: Vec<(String, Vec<i64>)>,
+    /// The shard files and the global flat ranges each holds.
+    #[serde(default)]
+    pub shards: Vec<ShardEntry>,
     /// Files of the checkpoint with their sizes and CRC32s.
     #[serde(default)]
     pub files: Vec<FileEntry>,
+}
+
+/// One shard file: pieces `[global start, length, offset in the file's flat tensors]`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ShardEntry {
+    pub file: String,
+    pub ranges: Vec<[i64; 3]>,
+}
+
+/// This rank's part of the training state: its shard of fp32 masters and AdamW moments.
+pub struct ShardState<'a> {
+    pub layout: &'a Layout,
+    pub master: &'a Tensor,
+    pub m: &'a Tensor,
+    pub v: &'a Tensor,
+}
+
+/// The tensors of a shard file.
+const SHARD_TENSORS: [&str; 3] = ["master", "exp_avg", "exp_avg_sq"];
+
+fn shard_file(owner: usize, owners: usize) -> String {
+    format!("shard-{owner:05}-of-{owners:05}.safetensors")
 }
 
 /// One file of a checkpoint.
@@ -57,56 +96,141 @@ pub fn name_of(step: usize) -> String {
     format!("step-{step:08}")
 }
 
-/// Saves parameters (`model.safetensors`), AdamW moments (`optimizer.safetensors`) and `state`
-/// under `root/step-N`, then keeps the newest `keep` checkpoints. Returns the directory.
+/// Saves `state` and every rank's shard under `root/step-N` (all ranks call it together; `run`
+/// names the temporary directory, the same on every rank), then keeps the newest `keep`
+/// checkpoints. Returns the directory once it is durable for all.
 pub fn save(
     root: &Path,
     state: &TrainState,
-    params: &[(String, Tensor)],
-    moments: &[(String, Tensor)],
+    shard: &ShardState,
     keep: usize,
+    group: Option<&Group>,
+    run: u32,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
-    if let Some((name, _)) = params.iter().find(|(_, t)| !all_finite(t)) {
-        bail!("refusing to save checkpoint {} : tensor {name} holds NaN or infinite values", name_of(state.step));
-    }
+    let rank = group.map_or(0, |g| g.rank);
+    let layout = shard.layout;
     let final_dir = root.join(name_of(state.step));
-    let tmp = root.join(format!(".{}.tmp-{}", name_of(state.step), std::process::id()));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp)?;
-    }
-    let written = (|| -> Result<()> {
-        std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
-        let mut state = state.clone();
-        state.files.clear();
-        for (name, tensors) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
-            let (bytes, crc32) = write_safetensors(&tmp.join(name), tensors)?;
-            state.files.push(FileEntry { name: name.to_string(), bytes, crc32 });
+    let tmp = root.join(format!(".{}.tmp-{run}", name_of(state.step)));
+    let prepared = if rank == 0 {
+        (|| -> Result<()> {
+            std::fs::create_dir_all(root).with_context(|| format!("cannot create {}", root.display()))?;
+            if tmp.exists() {
+                std::fs::remove_dir_all(&tmp)?;
+            }
+            std::fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))
+        })()
+    } else {
+        Ok(())
+    };
+    agree(group, prepared, "prepare the checkpoint directory")?;
+    let writer = layout.owners > 1 || rank == 0;
+    let file = shard_file(layout.owner, layout.owners);
+    let written = if writer {
+        (|| -> Result<(u64, u32)> {
+            if !all_finite(shard.master) {
+                bail!(
+                    "refusing to save checkpoint {}: the weights of {file} hold NaN or infinite values",
+                    name_of(state.step)
+                );
+            }
+            let tensors: Vec<(String, Tensor)> = SHARD_TENSORS
+                .iter()
+                .zip([shard.master, shard.m, shard.v])
+                .map(|(n, t)| (n.to_string(), t.shallow_clone()))
+                .collect();
+            let done = write_safetensors(&tmp.join(&file), &tensors)?;
             pause_for_tests();
-        }
-        crate::util::atomic::write_bytes(&tmp.join("state.json"), serde_json::to_string_pretty(&state)?.as_bytes())?;
-        sync_dir(&tmp)
-    })();
+            Ok(done)
+        })()
+    } else {
+        Ok((0, 0))
+    };
+    let failed = written.is_err();
+    let (bytes, crc32) = written.as_ref().map_or((0, 0), |w| *w);
+    // Every rank's file, durable, reported to all: [failed, bytes, crc32] per rank.
+    let world = group.map_or(1, |g| g.world_size);
+    let mine = Tensor::from_slice(&[failed as i64, bytes as i64, crc32 as i64]);
+    let all = Tensor::zeros([3 * world as i64], (tch::Kind::Int64, tch::Device::Cpu));
+    match group {
+        Some(g) => g.all_gather(&all, &mine)?.wait()?,
+        None => tch::no_grad(|| {
+            let _ = all.shallow_clone().copy_(&mine);
+        }),
+    }
+    let reports: Vec<i64> = Vec::try_from(&all)?;
     if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&tmp);
-        let needed: u64 =
-            params.iter().chain(moments).map(|(_, t)| t.numel() as u64 * t.kind().elt_size_in_bytes() as u64).sum();
-        let free = free_bytes(root).map_or_else(|| "unknown".to_string(), |b| format!("{} MB", b / 1_000_000));
-        return Err(e.context(format!(
-            "cannot save checkpoint {} in {}: it needs about {} MB and {free} are free there; free space (or set output_dir elsewhere) and resume with --resume auto",
-            name_of(state.step),
-            root.display(),
-            needed.div_ceil(1_000_000)
-        )));
+        if rank == 0 {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        return Err(no_space_hint(e, root, state.step, layout));
     }
-    if final_dir.exists() {
-        std::fs::remove_dir_all(&final_dir).with_context(|| format!("cannot replace {}", final_dir.display()))?;
+    if let Some(r) = reports.chunks(3).position(|c| c[0] != 0) {
+        if rank == 0 {
+            let _ = std::fs::remove_dir_all(&tmp);
+        }
+        bail!(
+            "cannot save checkpoint {}: rank {r} could not write its shard (its error is above)",
+            name_of(state.step)
+        );
     }
-    std::fs::rename(&tmp, &final_dir)
-        .with_context(|| format!("cannot rename {} to {}", tmp.display(), final_dir.display()))?;
-    sync_dir(root)?;
-    prune(root, keep, &final_dir)?;
+    let finished = if rank == 0 {
+        (|| -> Result<()> {
+            let mut state = state.clone();
+            state.params = layout.names.iter().cloned().zip(layout.shapes.iter().cloned()).collect();
+            state.shards.clear();
+            state.files.clear();
+            let named: Vec<(String, Vec<i64>)> = state.params.clone();
+            for owner in 0..layout.owners {
+                let file = shard_file(owner, layout.owners);
+                let ranges = Layout::new(&named, layout.owners, owner).owned();
+                let report = &reports[3 * owner..3 * owner + 3];
+                state.shards.push(ShardEntry { file: file.clone(), ranges });
+                state.files.push(FileEntry { name: file, bytes: report[1] as u64, crc32: report[2] as u32 });
+            }
+            crate::util::atomic::write_bytes(
+                &tmp.join("state.json"),
+                serde_json::to_string_pretty(&state)?.as_bytes(),
+            )?;
+            sync_dir(&tmp)?;
+            if final_dir.exists() {
+                std::fs::remove_dir_all(&final_dir)
+                    .with_context(|| format!("cannot replace {}", final_dir.display()))?;
+            }
+            std::fs::rename(&tmp, &final_dir)
+                .with_context(|| format!("cannot rename {} to {}", tmp.display(), final_dir.display()))?;
+            sync_dir(root)?;
+            prune(root, keep, &final_dir, run)
+        })()
+    } else {
+        Ok(())
+    };
+    agree(group, finished, "finish the checkpoint")?;
     Ok(final_dir)
+}
+
+/// Makes every rank fail when one does: the local result is shared (all-reduce of a failure
+/// flag); the rank that failed returns its own error, the others one naming the stage.
+fn agree(group: Option<&Group>, local: Result<()>, what: &str) -> Result<()> {
+    let Some(g) = group else { return local };
+    let flag = Tensor::from_slice(&[local.is_err() as i64]);
+    g.all_reduce(&[&flag], Op::Max)?.wait()?;
+    local?;
+    if flag.int64_value(&[0]) != 0 {
+        bail!("another rank could not {what} (its error is reported by that rank)");
+    }
+    Ok(())
+}
+
+/// Adds to a failed save how much space the shard needed and how much was free.
+fn no_space_hint(e: anyhow::Error, root: &Path, step: usize, layout: &Layout) -> anyhow::Error {
+    let needed = layout.shard_len as u64 * 4 * 3;
+    let free = free_bytes(root).map_or_else(|| "unknown".to_string(), |b| format!("{} MB", b / 1_000_000));
+    e.context(format!(
+        "cannot save checkpoint {} in {}: it needs about {} MB and {free} are free there; free space (or set output_dir elsewhere) and resume with --resume auto",
+        name_of(step),
+        root.display(),
+        needed.div_ceil(1_000_000)
+    ))
 }
 
 /// Test hook: with `VICUNA_TEST_SAVE_DELAY_MS` set, a save pauses after each file it writes, so
@@ -137,7 +261,7 @@ fn sync_dir(dir: &Path) -> Result<()> {
 
 /// Removes all but the newest `keep` checkpoints and the one with the lowest eval loss (and
 /// leftovers of interrupted saves); never `just_saved`, the checkpoint this save wrote.
-fn prune(root: &Path, keep: usize, just_saved: &Path) -> Result<()> {
+fn prune(root: &Path, keep: usize, just_saved: &Path, run: u32) -> Result<()> {
     let mut steps = list(root)?;
     steps.sort();
     let eval_loss = |dir: &Path| -> Option<f64> {
@@ -158,7 +282,7 @@ fn prune(root: &Path, keep: usize, just_saved: &Path) -> Result<()> {
     for entry in std::fs::read_dir(root)? {
         let path = entry?.path();
         let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        if name.starts_with(".step-") && !name.ends_with(&format!(".tmp-{}", std::process::id())) {
+        if name.starts_with(".step-") && !name.ends_with(&format!(".tmp-{run}")) {
             let _ = std::fs::remove_dir_all(&path);
         }
     }
@@ -245,26 +369,52 @@ pub fn scan(root: &Path) -> Result<Scan> {
     Ok(Scan { latest: None, rejected })
 }
 
-/// Copies the saved parameters and moments of `dir` into `params` and `moments` (by name).
-pub fn restore(dir: &Path, params: &[(String, Tensor)], moments: &[(String, Tensor)]) -> Result<()> {
-    for (file, targets) in [("model.safetensors", params), ("optimizer.safetensors", moments)] {
-        let saved: BTreeMap<String, Tensor> = read_safetensors(&dir.join(file))?.into_iter().collect();
-        if saved.len() != targets.len() {
-            bail!("{}: {} tensors, the model needs {}", dir.join(file).display(), saved.len(), targets.len());
-        }
-        for (name, t) in targets {
-            let s =
-                saved.get(name).with_context(|| format!("{}: tensor {name} is missing", dir.join(file).display()))?;
-            if s.size() != t.size() {
-                bail!(
-                    "{}: tensor {name} has shape {:?}, the model has {:?}",
-                    dir.join(file).display(),
-                    s.size(),
-                    t.size()
-                );
+/// Fills this rank's shard (`master`, `m`, `v` for the pieces `layout` owns) from checkpoint
+/// `dir` saved as `state`, whatever world size and shard mode saved it: each piece is copied from
+/// the memory-mapped shard files that cover it, and nothing else is read.
+pub fn restore(dir: &Path, state: &TrainState, shard: &ShardState) -> Result<()> {
+    let layout = shard.layout;
+    let ours: Vec<(String, Vec<i64>)> = layout.names.iter().cloned().zip(layout.shapes.iter().cloned()).collect();
+    if state.params != ours {
+        let differ = ours.iter().zip(&state.params).find(|(a, b)| a != b).map_or_else(
+            || format!("{} parameters, the model has {}", state.params.len(), ours.len()),
+            |(a, b)| format!("{} has shape {:?} there, {:?} in the model", b.0, b.1, a.1),
+        );
+        bail!("{}: saved for another model ({differ})", dir.display());
+    }
+    let mut copied = 0i64;
+    for entry in &state.shards {
+        let path = dir.join(&entry.file);
+        let file = std::fs::File::open(&path).with_context(|| format!("cannot open {}", path.display()))?;
+        // SAFETY: a read-only map of a verified checkpoint file that no one writes while it is read.
+        let map = unsafe { memmap2::Mmap::map(&file) }.with_context(|| format!("cannot map {}", path.display()))?;
+        let st = safetensors::SafeTensors::deserialize(&map)
+            .with_context(|| format!("{}: not a valid safetensors file", path.display()))?;
+        for (name, target) in SHARD_TENSORS.iter().zip([shard.master, shard.m, shard.v]) {
+            let view = st.tensor(name).with_context(|| format!("{}: tensor {name} is missing", path.display()))?;
+            let data = view.data();
+            for [start, len, local] in layout.owned() {
+                for [s, l, off] in &entry.ranges {
+                    let (a, b) = (start.max(*s), (start + len).min(s + l));
+                    if b <= a {
+                        continue;
+                    }
+                    let from = ((off + a - s) * 4) as usize;
+                    let bytes = data
+                        .get(from..from + ((b - a) * 4) as usize)
+                        .with_context(|| format!("{}: tensor {name} is shorter than its ranges", path.display()))?;
+                    let piece = Tensor::from_data_size(bytes, &[b - a], tch::Kind::Float);
+                    tch::no_grad(|| target.narrow(0, local + a - start, b - a).copy_(&piece));
+                    if *name == "master" {
+                        copied += b - a;
+                    }
+                }
             }
-            tch::no_grad(|| t.shallow_clone().copy_(s));
         }
+    }
+    let owned: i64 = layout.owned().iter().map(|r| r[1]).sum();
+    if copied != owned {
+        bail!("{}: its shards cover {copied} of the {owned} values this rank needs", dir.display());
     }
     Ok(())
 }

@@ -110,26 +110,6 @@ fn fused_cpu(
         });
 }
 
-/// Scales `grads` in place so their total 2-norm is at most `max_norm`, as
-/// `torch.nn.utils.clip_grad_norm_` does; returns the norm before clipping.
-pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> f64 {
-    tch::no_grad(|| {
-        let grads: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
-        let total = Tensor::stack(&norms, 0).norm().double_value(&[]);
-        let coef = (max_norm / (total + 1e-6)).min(1.0);
-        if max_norm > 0.0 && coef < 1.0 {
-            for g in &grads {
-                let _ = g.shallow_clone().g_mul_scalar_(coef);
-            }
-        }
-        total
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

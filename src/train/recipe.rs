@@ -101,6 +101,13 @@ pub struct Recipe {
     /// Group samples of similar length into the same steps (default true).
     #[arg(long)]
     pub group_by_length: Option<bool>,
+    /// With several processes: none (DDP), grad-op (ZeRO-2) or full (ZeRO-3); default none.
+    #[arg(long, value_enum)]
+    pub shard: Option<crate::train::dist::ShardMode>,
+    /// Seconds a rank waits for its peers (rendezvous and every collective) before it gives up
+    /// with an error naming the collective; default 600.
+    #[arg(long)]
+    pub dist_timeout: Option<f64>,
 }
 
 /// A checked recipe with every default filled in.
@@ -134,6 +141,8 @@ pub struct TrainConfig {
     pub gradient_checkpointing: bool,
     pub packing: bool,
     pub group_by_length: bool,
+    pub shard: crate::train::dist::ShardMode,
+    pub dist_timeout: std::time::Duration,
 }
 
 impl Recipe {
@@ -177,7 +186,9 @@ impl Recipe {
             dtype,
             gradient_checkpointing,
             packing,
-            group_by_length
+            group_by_length,
+            shard,
+            dist_timeout
         )
     }
 
@@ -229,6 +240,11 @@ impl Recipe {
             gradient_checkpointing: self.gradient_checkpointing.unwrap_or(true),
             packing: self.packing.unwrap_or(false),
             group_by_length: self.group_by_length.unwrap_or(true),
+            shard: self.shard.unwrap_or_default(),
+            dist_timeout: match self.dist_timeout.unwrap_or(600.0) {
+                t if t.is_finite() && t > 0.0 && t <= 86_400.0 => std::time::Duration::from_secs_f64(t),
+                t => bail!("dist_timeout = {t} is out of range: it must be a number of seconds in (0, 86400]"),
+            },
         };
         config.check()?;
         Ok(config)

@@ -3,40 +3,117 @@
 //! caller scales it by 1 / (trained targets of the whole optimizer step), so accumulation and
 //! world size never change the result. With gradient checkpointing the model is walked as in
 //! llm.c: forward under no_grad keeping each layer's input, then, last layer first, recompute the
-//! layer with grad and back-propagate `(out * grad_out).sum()`.
+//! layer with grad and back-propagate `(out * grad_out).sum()`. The loop is also where sharding
+//! gathers each layer's parameters before use and reduces its gradients as soon as they are done
+//! ([`PartHooks`]), so communication overlaps the next layer's backward.
 use super::batch::Batch;
 use crate::model::llama::Llama;
+use anyhow::Result;
 use tch::{Kind, Reduction, Tensor};
+
+/// A part of the model the layer loop asks for or hands back.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Everything that is not a decoder layer (embedding, final norm, LM head).
+    Outer,
+    /// Decoder layer `i`.
+    Layer(usize),
+    /// The whole model (the loop without checkpointing).
+    All,
+}
+
+/// What the loop tells the owner of the parameters (the sharding, `dist::sharded`): a part is
+/// gathered before use, released after, and its gradients reduced once its backward is done.
+pub trait PartHooks {
+    fn gather(&mut self, part: Part) -> Result<()>;
+    fn release(&mut self, part: Part);
+    fn reduce(&mut self, part: Part) -> Result<()>;
+}
+
+/// No sharding: parameters always resident, gradients left in the parameters.
+pub struct Resident;
+
+impl PartHooks for Resident {
+    fn gather(&mut self, _: Part) -> Result<()> {
+        Ok(())
+    }
+    fn release(&mut self, _: Part) {}
+    fn reduce(&mut self, _: Part) -> Result<()> {
+        Ok(())
+    }
+}
 
 /// Forward and backward of one micro-batch; gradients of `loss_sum * scale` accumulate into the
 /// parameters. Returns the summed (unscaled) loss of the micro-batch.
 pub fn micro_step(model: &Llama, batch: &Batch, scale: f64, checkpointing: bool) -> f64 {
+    micro_step_with(model, Some(batch), scale, checkpointing, &mut Resident).expect("resident parameters cannot fail")
+}
+
+/// [`micro_step`] telling `hooks` when each part is needed and done. With `batch = None` (a rank
+/// with no sample left in this slot of the step) nothing is computed but every hook is called in
+/// the same order, so the ranks' collectives stay matched.
+pub fn micro_step_with(
+    model: &Llama,
+    batch: Option<&Batch>,
+    scale: f64,
+    checkpointing: bool,
+    hooks: &mut dyn PartHooks,
+) -> Result<f64> {
     if !checkpointing {
-        let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
-        return head_loss(model, &hidden, &batch.targets, Some(scale));
+        hooks.gather(Part::All)?;
+        let loss = match batch {
+            Some(b) => {
+                let hidden = model.hidden(&b.ids, &b.positions, &b.mask, None);
+                head_loss(model, &hidden, &b.targets, Some(scale))
+            }
+            None => 0.0,
+        };
+        hooks.reduce(Part::All)?;
+        hooks.release(Part::All);
+        return Ok(loss);
     }
-    let rope = tch::no_grad(|| model.rope(&batch.positions, model.embed_tokens.kind()));
     let n = model.layers.len();
+    hooks.gather(Part::Outer)?;
+    let Some(batch) = batch else {
+        for i in 0..n {
+            hooks.gather(Part::Layer(i))?;
+            hooks.release(Part::Layer(i));
+        }
+        for i in (0..n).rev() {
+            hooks.gather(Part::Layer(i))?;
+            hooks.reduce(Part::Layer(i))?;
+            hooks.release(Part::Layer(i));
+        }
+        hooks.reduce(Part::Outer)?;
+        hooks.release(Part::Outer);
+        return Ok(0.0);
+    };
+    let rope = tch::no_grad(|| model.rope(&batch.positions, model.embed_tokens.kind()));
     let embedded = model.embed(&batch.ids);
     let mut inputs = Vec::with_capacity(n);
     let mut x = embedded.detach();
-    tch::no_grad(|| {
-        for i in 0..n {
-            inputs.push(x.shallow_clone());
-            x = model.layer(i, &x, &rope, &batch.mask, None);
-        }
-    });
+    for i in 0..n {
+        hooks.gather(Part::Layer(i))?;
+        inputs.push(x.shallow_clone());
+        x = tch::no_grad(|| model.layer(i, &x, &rope, &batch.mask, None));
+        hooks.release(Part::Layer(i));
+    }
     let top = x.detach().set_requires_grad(true);
     let loss = head_loss(model, &model.final_norm(&top), &batch.targets, Some(scale));
     let mut grad = top.grad();
     for i in (0..n).rev() {
+        hooks.gather(Part::Layer(i))?;
         let input = inputs[i].detach().set_requires_grad(true);
         let out = model.layer(i, &input, &rope, &batch.mask, None);
         (out * grad.detach()).sum(out_kind(&input)).backward();
         grad = input.grad();
+        hooks.reduce(Part::Layer(i))?;
+        hooks.release(Part::Layer(i));
     }
     (embedded * grad.detach()).sum(Kind::Float).backward();
-    loss
+    hooks.reduce(Part::Outer)?;
+    hooks.release(Part::Outer);
+    Ok(loss)
 }
 
 /// Rows of the LM head computed at once: the logits of one chunk (and their gradient) are the

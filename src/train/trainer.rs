@@ -10,13 +10,16 @@
 //! with an error at the first non-finite loss or gradient norm, before the bad update is applied
 //! or saved.
 use super::batch::{packed_batch, padded_batch, Batch};
-use super::checkpoint::{self, TrainState, STATE_VERSION};
+use super::checkpoint::{self, ShardState, TrainState, STATE_VERSION};
+use super::dist::engine::{Group, Op};
+use super::dist::sharded::Sharded;
+use super::dist::{Env, ShardMode};
 use super::metrics::{self, StepMetrics};
-use super::optim::{clip_grad_norm, AdamW, AdamWConfig};
+use super::optim::{AdamW, AdamWConfig};
 use super::preempt;
 use super::recipe::TrainConfig;
 use super::schedule::lr_at;
-use super::step::micro_step;
+use super::step::micro_step_with;
 use crate::data::encode::Sample;
 use crate::data::loader::{fingerprint, load_samples, trained_targets};
 use crate::data::sampler::Sampler;
@@ -26,10 +29,10 @@ use crate::model::config::Config;
 use crate::model::llama::Llama;
 use crate::model::weights::{identity, load_model, save_model, Loaded};
 use crate::util::lock::Lock;
-use anyhow::{Context, Result};
-use std::path::PathBuf;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 /// Where to start (`--resume`: absent, `auto`, or a checkpoint directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +66,9 @@ pub struct Outcome {
     pub checkpoint: Option<PathBuf>,
     /// The exported model (HF layout), when the run finished.
     pub exported: Option<PathBuf>,
+    /// This process's rank (only rank 0 reports the outcome).
+    #[serde(skip)]
+    pub rank: usize,
 }
 
 impl std::fmt::Display for Outcome {
@@ -87,13 +93,24 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-/// Runs the recipe. `allow_change` names resume-key settings that may differ from the
-/// checkpoint's (`--allow-change`); the accepted changes are written to the metrics.
+/// Runs the recipe, as one process or as one rank of a job described by torchrun's variables
+/// (`dist::Env`). `allow_change` names resume-key settings that may differ from the checkpoint's
+/// (`--allow-change`); the accepted changes are written to the metrics.
 pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Result<Outcome> {
+    let env = Env::from_process()?;
     preempt::install()?;
-    let _lock =
-        Lock::acquire(&cfg.output_dir.join(".vicuna.lock"), &format!("output directory {}", cfg.output_dir.display()))?;
-    let device = cfg.device;
+    let main = env.is_main();
+    let _lock = match main {
+        true => Some(Lock::acquire(
+            &cfg.output_dir.join(".vicuna.lock"),
+            &format!("output directory {}", cfg.output_dir.display()),
+        )?),
+        false => None,
+    };
+    let device = match cfg.device {
+        Device::Cuda(_) if env.local_world_size > 1 => Device::Cuda(env.local_rank),
+        d => d,
+    };
     let kind = cfg.dtype.kind();
     let exported = cfg.output_dir.join("final");
     crate::util::atomic::ensure_distinct(
@@ -112,27 +129,33 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     };
     let pad_id = tokenizer.pad.as_ref().map(|p| p.id).unwrap_or(0);
 
+    let group = match env.world_size {
+        1 => None,
+        _ => Some(Group::join(&env.rendezvous(device.is_cuda(), cfg.dist_timeout)?)?),
+    };
+    let group = group.as_ref();
+    // The temporary name of every save, the same on all ranks: rank 0's process id.
+    let run = shared_value(group, std::process::id() as i64)? as u32;
     let loaded: Loaded = load_model(&cfg.model, kind, device)?;
     let model: &Llama = &loaded;
-    let names: Vec<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
-    let params: Vec<Tensor> = model.named_parameters().into_iter().map(|(_, t)| t.shallow_clone()).collect();
-    for p in &params {
-        let _ = p.shallow_clone().set_requires_grad(true);
+    let named: Vec<(String, Tensor)> =
+        model.named_parameters().into_iter().map(|(n, t)| (n, t.shallow_clone())).collect();
+    let mut shard = Sharded::new(named, cfg.shard, group)?;
+    if main && env.world_size > 1 {
+        eprintln!(
+            "{} processes, shard mode {}: {:.1} MB of parameters and optimizer state per rank between steps",
+            env.world_size,
+            shard.mode.name(),
+            shard.layout.resident_bytes(shard.mode, kind) as f64 / 1e6
+        );
     }
-    // fp32 masters: the parameters themselves in fp32, copies for bf16/fp16 models.
-    let mixed = kind != Kind::Float;
-    let masters: Vec<Tensor> = if mixed {
-        params.iter().map(|p| p.detach().to_kind(Kind::Float)).collect()
-    } else {
-        params.iter().map(Tensor::shallow_clone).collect()
-    };
     let adam = AdamWConfig {
         beta1: cfg.adam_beta1,
         beta2: cfg.adam_beta2,
         eps: cfg.adam_epsilon,
         weight_decay: cfg.weight_decay,
     };
-    let mut optimizer = AdamW::new(&masters, adam);
+    let mut optimizer = AdamW::new(&[shard.master.shallow_clone()], adam);
 
     let sampler = Sampler::new(
         samples.iter().map(|s| s.input_ids.len()).collect(),
@@ -152,7 +175,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     resume_key.insert("model".into(), identity(&cfg.model)?);
     resume_key.insert("data".into(), fingerprint(&samples));
     resume_key.insert("total_steps".into(), total_steps.to_string());
-    resume_key.insert("world_size".into(), "1".into());
     let mut state = TrainState {
         version: STATE_VERSION,
         step: 0,
@@ -161,20 +183,317 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         epoch_step: 0,
         optimizer_steps: 0,
         seed: cfg.seed,
-        world_size: 1,
+        world_size: env.world_size,
         resume_key,
         best_eval_loss: None,
         eval_loss: None,
+        shard_mode: shard.mode.name().to_string(),
+        params: Vec::new(),
+        shards: Vec::new(),
         files: Vec::new(),
     };
-    let named = |ts: &[Tensor], prefix: &str| -> Vec<(String, Tensor)> {
-        names.iter().zip(ts).map(|(n, t)| (format!("{prefix}{n}"), t.shallow_clone())).collect()
+    let from = resume_point(&root, resume, group)?;
+    let mut changes = Vec::new();
+    let mut last_good = None;
+    if let Some((dir, saved)) = from {
+        changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, allow_change)?;
+        if main {
+            if let Some(aside) = checkpoint::set_aside_newer(&root, saved.step)? {
+                eprintln!(
+                    "warning: resuming at step {}: the newer checkpoints of the run this replaces were moved to {}",
+                    saved.step,
+                    aside.display()
+                );
+            }
+        }
+        checkpoint::restore(&dir, &saved, &shard_state(&shard, &optimizer))?;
+        shard.publish()?;
+        optimizer.steps = saved.optimizer_steps;
+        if main {
+            eprintln!(
+                "resuming from {} (step {} of {total_steps}; saved by {} process(es), shard mode {})",
+                dir.display(),
+                saved.step,
+                saved.world_size,
+                saved.shard_mode
+            );
+            for c in &changes {
+                eprintln!("warning: {} changed from {} to {} (--allow-change)", c.key, c.checkpoint, c.now);
+            }
+        }
+        state = TrainState {
+            resume_key: state.resume_key,
+            world_size: env.world_size,
+            shard_mode: state.shard_mode,
+            ..saved
+        };
+        last_good = Some(dir);
+    }
+
+    let mut log = match main {
+        true => {
+            std::fs::create_dir_all(&cfg.output_dir)
+                .with_context(|| format!("cannot create {}", cfg.output_dir.display()))?;
+            Some(metrics::Log::open(&cfg.output_dir, state.step)?)
+        }
+        false => None,
     };
-    // AdamW moments under the names checkpoints store them with.
-    let moments_of =
-        |o: &AdamW| -> Vec<(String, Tensor)> { named(&o.m, "m.").into_iter().chain(named(&o.v, "v.")).collect() };
-    let scan = checkpoint::scan(&root)?;
-    let from = match resume {
+    if let (Some(log), false) = (log.as_mut(), changes.is_empty()) {
+        log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
+    }
+    let bar = match main {
+        true => crate::util::progress::progress_bar(total_steps as u64, "train", "steps"),
+        false => indicatif::ProgressBar::hidden(),
+    };
+    bar.set_position(state.step as u64);
+    let started = Instant::now();
+    let mut last_save = Instant::now();
+    let mut last_loss = None;
+    let mut epoch_order = (usize::MAX, Vec::new());
+    let mut saved_at = None;
+    let save = |state: &TrainState, shard: &Sharded, optimizer: &AdamW| -> Result<PathBuf> {
+        let state = TrainState { optimizer_steps: optimizer.steps, ..state.clone() };
+        checkpoint::save(&root, &state, &shard_state(shard, optimizer), cfg.keep_checkpoints, group, run)
+    };
+    let (rank, world) = (env.rank, env.world_size);
+
+    // Ends the run on a stop signal: a durable checkpoint of `state` (unless `done` already is one).
+    let stop = |signal: i32,
+                state: &TrainState,
+                shard: &Sharded,
+                optimizer: &AdamW,
+                done: Option<&PathBuf>,
+                last_loss|
+     -> Result<Outcome> {
+        let dir = match done {
+            Some(d) => d.clone(),
+            None => save(state, shard, optimizer)?,
+        };
+        bar.finish_and_clear();
+        if main {
+            eprintln!(
+                "signal {signal}: checkpoint {} durable {:.2} s after the signal; resume with --resume auto",
+                dir.display(),
+                preempt::seconds_since_signal()
+            );
+        }
+        Ok(Outcome {
+            steps_done: state.step,
+            total_steps,
+            last_loss,
+            stopped_by: Some(signal),
+            checkpoint: Some(dir),
+            exported: None,
+            rank,
+        })
+    };
+    while state.step < total_steps {
+        let (epoch, position) = (state.step / per_epoch, state.step % per_epoch);
+        if epoch_order.0 != epoch {
+            epoch_order = (epoch, sampler.epoch(epoch));
+        }
+        let lr = lr_at(cfg.lr_schedule, cfg.learning_rate, state.step, total_steps, cfg.warmup_ratio);
+        let step_samples: Vec<&Sample> = epoch_order.1[position].iter().map(|&i| &samples[i]).collect();
+        let trained: usize = step_samples.iter().map(|s| trained_targets(s)).sum();
+        // This rank's share of the step (every world-th sample), in micro-batches; every rank runs
+        // the same number of slots so that their collectives match.
+        let mine: Vec<&Sample> = step_samples.iter().skip(rank).step_by(world).copied().collect();
+        let slots = step_samples.len().div_ceil(world).div_ceil(cfg.micro_batch_size);
+        let step_start = Instant::now();
+        let mut loss_sum = 0.0;
+        let mut tokens = 0;
+        let mut interrupted = None;
+        for slot in 0..slots {
+            let chunk = mine.chunks(cfg.micro_batch_size).nth(slot);
+            let batch = chunk.map(|micro| make_batch(micro, cfg, pad_id, device));
+            tokens += batch.as_ref().map_or(0, |b| b.tokens);
+            shard.reduce_now = shard.mode == ShardMode::Full || slot + 1 == slots;
+            loss_sum += micro_step_with(
+                model,
+                batch.as_ref(),
+                1.0 / trained.max(1) as f64,
+                cfg.gradient_checkpointing,
+                &mut shard,
+            )?;
+            if let Some(signal) = stop_requested(group)? {
+                interrupted = Some(signal);
+                break;
+            }
+        }
+        if let Some(signal) = interrupted {
+            // The partial step is dropped; the checkpoint holds the state after the last full step.
+            shard.discard_gradients()?;
+            return stop(signal, &state, &shard, &optimizer, None, last_loss);
+        }
+        shard.finish_reductions()?;
+        let [loss_sum, tokens] = summed(group, [loss_sum, tokens as f64])?;
+        let tokens = tokens as usize;
+        let grad_norm = shard.clip_grad_norm(cfg.max_grad_norm)?;
+        let loss = loss_sum / trained.max(1) as f64;
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            bar.finish_and_clear();
+            anyhow::bail!(diverged(
+                state.step + 1,
+                &format!("the loss is {loss} and the gradient norm {grad_norm}"),
+                lr,
+                last_good.as_deref()
+            ));
+        }
+        optimizer.step(&[shard.master.shallow_clone()], &[shard.grad.shallow_clone()], lr);
+        shard.publish()?;
+        last_loss = Some(loss);
+        state.step += 1;
+        state.samples_seen += step_samples.len();
+        (state.epoch, state.epoch_step) = (state.step / per_epoch, state.step % per_epoch);
+        let seconds = step_start.elapsed().as_secs_f64();
+        let eval_due = match cfg.eval_interval {
+            Some(n) => state.step % n == 0 || state.step == total_steps,
+            None => state.step == total_steps,
+        };
+        let eval_loss = match !eval.is_empty() && eval_due {
+            true => Some(evaluate(model, &eval, cfg, pad_id, device, &mut shard, group)?),
+            false => None,
+        };
+        if let Some(e) = eval_loss.filter(|e| !e.is_finite()) {
+            bar.finish_and_clear();
+            anyhow::bail!(diverged(state.step, &format!("the eval loss is {e}"), lr, last_good.as_deref()));
+        }
+        state.eval_loss = eval_loss;
+        if let Some(e) = eval_loss {
+            state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
+        }
+        if let Some(log) = log.as_mut() {
+            log.write(&StepMetrics {
+                step: state.step,
+                epoch: state.step as f64 / per_epoch as f64,
+                loss,
+                eval_loss,
+                lr,
+                grad_norm,
+                trained_tokens: trained,
+                tokens,
+                tokens_per_second: tokens as f64 / seconds,
+                elapsed_seconds: started.elapsed().as_secs_f64(),
+                peak_memory_bytes: metrics::peak_memory_bytes(),
+                samples: step_samples.iter().map(|s| s.id.clone()).collect(),
+            })?;
+        }
+        bar.set_message(format!("loss {loss:.4}"));
+        bar.inc(1);
+        // Rank 0's clock decides the time-based saves, so that all ranks save together.
+        let minutes_due = cfg.save_interval_minutes.is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
+        let minutes_due = shared_value(group, minutes_due as i64)? != 0;
+        if state.step % cfg.save_interval == 0 || minutes_due || state.step == total_steps {
+            saved_at = Some(save(&state, &shard, &optimizer)?);
+            last_good = saved_at.clone();
+            last_save = Instant::now();
+            if let Some(log) = log.as_ref() {
+                log.plot()?;
+            }
+        }
+        if let Some(signal) = stop_requested(group)? {
+            let done = saved_at.as_ref().filter(|d| d.ends_with(checkpoint::name_of(state.step)));
+            return stop(signal, &state, &shard, &optimizer, done, last_loss);
+        }
+    }
+    bar.finish_and_clear();
+    // The export: rank 0 writes the model; under `full` every rank helps gather it first.
+    shard.gather_all()?;
+    if let Some(log) = log.as_ref() {
+        log.plot()?;
+        save_model(model, &exported, kind, 5_000_000_000, Some(&cfg.model))?;
+    }
+    shard.release_all();
+    if let Some(g) = group {
+        g.barrier()?;
+    }
+    Ok(Outcome {
+        steps_done: state.step,
+        total_steps,
+        last_loss,
+        stopped_by: None,
+        checkpoint: saved_at,
+        exported: main.then_some(exported),
+        rank,
+    })
+}
+
+/// This rank's shard as checkpoints save and restore it.
+fn shard_state<'a>(shard: &'a Sharded, optimizer: &'a AdamW) -> ShardState<'a> {
+    ShardState { layout: &shard.layout, master: &shard.master, m: &optimizer.m[0], v: &optimizer.v[0] }
+}
+
+/// Rank 0's `value`, on every rank.
+fn shared_value(group: Option<&Group>, value: i64) -> Result<i64> {
+    let Some(g) = group else { return Ok(value) };
+    let t = Tensor::from_slice(&[value]);
+    g.broadcast(&t, 0)?.wait()?;
+    Ok(t.int64_value(&[0]))
+}
+
+/// Sums of `values` over all ranks.
+fn summed<const N: usize>(group: Option<&Group>, values: [f64; N]) -> Result<[f64; N]> {
+    let Some(g) = group else { return Ok(values) };
+    let t = Tensor::from_slice(&values);
+    g.all_reduce(&[&t], Op::Sum)?.wait()?;
+    let mut out = [0.0; N];
+    for (i, v) in out.iter_mut().enumerate() {
+        *v = t.double_value(&[i as i64]);
+    }
+    Ok(out)
+}
+
+/// The stop signal any rank received (SIGTERM to one rank stops them all at the same point).
+fn stop_requested(group: Option<&Group>) -> Result<Option<i32>> {
+    let local = preempt::requested().unwrap_or(0) as i64;
+    let Some(g) = group else { return Ok((local != 0).then_some(local as i32)) };
+    let t = Tensor::from_slice(&[local]);
+    g.all_reduce(&[&t], Op::Max)?.wait()?;
+    let signal = t.int64_value(&[0]);
+    Ok((signal != 0).then_some(signal as i32))
+}
+
+/// The checkpoint to resume from, decided by rank 0 (which verifies the files) and read by every
+/// rank from its `state.json`.
+fn resume_point(root: &Path, resume: Resume, group: Option<&Group>) -> Result<Option<(PathBuf, TrainState)>> {
+    let rank = group.map_or(0, |g| g.rank);
+    let decided = match rank {
+        0 => choose_checkpoint(root, &resume),
+        _ => Ok(None),
+    };
+    // -2: rank 0 failed (it reports why); -1: no checkpoint; else the step.
+    let code = match &decided {
+        Err(_) => -2,
+        Ok(None) => -1,
+        Ok(Some((_, s))) => s.step as i64,
+    };
+    let code = shared_value(group, code)?;
+    if rank == 0 {
+        return decided;
+    }
+    match code {
+        -2 => bail!("rank 0 could not choose the checkpoint to resume from (its error is reported by rank 0)"),
+        -1 => Ok(None),
+        step => {
+            let dir = match resume {
+                Resume::From(dir) => dir,
+                _ => root.join(checkpoint::name_of(step as usize)),
+            };
+            let text = std::fs::read_to_string(dir.join("state.json")).with_context(|| {
+                format!("{}: no readable state.json (is output_dir on storage every node shares?)", dir.display())
+            })?;
+            Ok(Some((
+                dir.clone(),
+                serde_json::from_str(&text).with_context(|| format!("{}: invalid state.json", dir.display()))?,
+            )))
+        }
+    }
+}
+
+/// Rank 0's choice: the checkpoint `resume` asks for, verified.
+fn choose_checkpoint(root: &Path, resume: &Resume) -> Result<Option<(PathBuf, TrainState)>> {
+    let scan = checkpoint::scan(root)?;
+    match resume {
         Resume::No => {
             if scan.latest.is_some() {
                 anyhow::bail!(
@@ -189,7 +508,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
                     scan.rejected.iter().map(|(d, e)| format!("{}: {e}", d.display())).collect::<Vec<_>>().join("; ")
                 );
             }
-            None
+            Ok(None)
         }
         Resume::Auto => {
             if scan.latest.is_none() && !scan.rejected.is_empty() {
@@ -203,179 +522,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
             for (dir, why) in &scan.rejected {
                 eprintln!("warning: skipping checkpoint {}: {why}", dir.display());
             }
-            scan.latest
+            Ok(scan.latest)
         }
-        Resume::From(dir) => Some((dir.clone(), checkpoint::verify(&dir)?)),
-    };
-    let mut changes = Vec::new();
-    let mut last_good = None;
-    if let Some((dir, saved)) = from {
-        changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, allow_change)?;
-        if let Some(aside) = checkpoint::set_aside_newer(&root, saved.step)? {
-            eprintln!(
-                "warning: resuming at step {}: the newer checkpoints of the run this replaces were moved to {}",
-                saved.step,
-                aside.display()
-            );
-        }
-        let moments = moments_of(&optimizer);
-        checkpoint::restore(&dir, &named(&masters, ""), &moments)?;
-        if mixed {
-            copy_masters(&params, &masters);
-        }
-        optimizer.steps = saved.optimizer_steps;
-        eprintln!("resuming from {} (step {} of {total_steps})", dir.display(), saved.step);
-        for c in &changes {
-            eprintln!("warning: {} changed from {} to {} (--allow-change)", c.key, c.checkpoint, c.now);
-        }
-        state = TrainState { resume_key: state.resume_key, ..saved };
-        last_good = Some(dir);
+        Resume::From(dir) => Ok(Some((dir.clone(), checkpoint::verify(dir)?))),
     }
-
-    std::fs::create_dir_all(&cfg.output_dir).with_context(|| format!("cannot create {}", cfg.output_dir.display()))?;
-    let mut log = metrics::Log::open(&cfg.output_dir, state.step)?;
-    if !changes.is_empty() {
-        log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
-    }
-    let bar = crate::util::progress::progress_bar(total_steps as u64, "train", "steps");
-    bar.set_position(state.step as u64);
-    let started = Instant::now();
-    let mut last_save = Instant::now();
-    let mut last_loss = None;
-    let mut epoch_order = (usize::MAX, Vec::new());
-    let mut saved_at = None;
-    let save = |state: &TrainState, optimizer: &AdamW| -> Result<PathBuf> {
-        let moments = moments_of(optimizer);
-        let state = TrainState { optimizer_steps: optimizer.steps, ..state.clone() };
-        checkpoint::save(&root, &state, &named(&masters, ""), &moments, cfg.keep_checkpoints)
-    };
-
-    // Ends the run on a stop signal: a durable checkpoint of `state` (unless `done` already is one).
-    let stop =
-        |signal: i32, state: &TrainState, optimizer: &AdamW, done: Option<&PathBuf>, last_loss| -> Result<Outcome> {
-            let dir = match done {
-                Some(d) => d.clone(),
-                None => save(state, optimizer)?,
-            };
-            bar.finish_and_clear();
-            eprintln!(
-                "signal {signal}: checkpoint {} durable {:.2} s after the signal; resume with --resume auto",
-                dir.display(),
-                preempt::seconds_since_signal()
-            );
-            Ok(Outcome {
-                steps_done: state.step,
-                total_steps,
-                last_loss,
-                stopped_by: Some(signal),
-                checkpoint: Some(dir),
-                exported: None,
-            })
-        };
-    while state.step < total_steps {
-        let (epoch, position) = (state.step / per_epoch, state.step % per_epoch);
-        if epoch_order.0 != epoch {
-            epoch_order = (epoch, sampler.epoch(epoch));
-        }
-        let lr = lr_at(cfg.lr_schedule, cfg.learning_rate, state.step, total_steps, cfg.warmup_ratio);
-        let step_samples: Vec<&Sample> = epoch_order.1[position].iter().map(|&i| &samples[i]).collect();
-        let trained: usize = step_samples.iter().map(|s| trained_targets(s)).sum();
-        let step_start = Instant::now();
-        let mut loss_sum = 0.0;
-        let mut tokens = 0;
-        let mut interrupted = None;
-        for micro in step_samples.chunks(cfg.micro_batch_size) {
-            let batch = make_batch(micro, cfg, pad_id, device);
-            tokens += batch.tokens;
-            loss_sum += micro_step(model, &batch, 1.0 / trained.max(1) as f64, cfg.gradient_checkpointing);
-            if let Some(signal) = preempt::requested() {
-                interrupted = Some(signal);
-                break;
-            }
-        }
-        if let Some(signal) = interrupted {
-            // The partial step is dropped; the checkpoint holds the state after the last full step.
-            return stop(signal, &state, &optimizer, None, last_loss);
-        }
-        let grads: Vec<Tensor> =
-            params.iter().map(|p| if mixed { p.grad().to_kind(Kind::Float) } else { p.grad() }).collect();
-        let grad_norm = clip_grad_norm(&grads, cfg.max_grad_norm);
-        let loss = loss_sum / trained.max(1) as f64;
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            bar.finish_and_clear();
-            anyhow::bail!(diverged(
-                state.step + 1,
-                &format!("the loss is {loss} and the gradient norm {grad_norm}"),
-                lr,
-                last_good.as_deref()
-            ));
-        }
-        optimizer.step(&masters, &grads, lr);
-        for p in &params {
-            p.shallow_clone().zero_grad();
-        }
-        if mixed {
-            copy_masters(&params, &masters);
-        }
-        last_loss = Some(loss);
-        state.step += 1;
-        state.samples_seen += step_samples.len();
-        (state.epoch, state.epoch_step) = (state.step / per_epoch, state.step % per_epoch);
-        let seconds = step_start.elapsed().as_secs_f64();
-        let eval_loss = match cfg.eval_interval {
-            Some(n) if !eval.is_empty() && (state.step % n == 0 || state.step == total_steps) => {
-                Some(evaluate(model, &eval, cfg, pad_id, device))
-            }
-            None if !eval.is_empty() && state.step == total_steps => Some(evaluate(model, &eval, cfg, pad_id, device)),
-            _ => None,
-        };
-        if let Some(e) = eval_loss.filter(|e| !e.is_finite()) {
-            bar.finish_and_clear();
-            anyhow::bail!(diverged(state.step, &format!("the eval loss is {e}"), lr, last_good.as_deref()));
-        }
-        state.eval_loss = eval_loss;
-        if let Some(e) = eval_loss {
-            state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
-        }
-        log.write(&StepMetrics {
-            step: state.step,
-            epoch: state.step as f64 / per_epoch as f64,
-            loss,
-            eval_loss,
-            lr,
-            grad_norm,
-            trained_tokens: trained,
-            tokens,
-            tokens_per_second: tokens as f64 / seconds,
-            elapsed_seconds: started.elapsed().as_secs_f64(),
-            peak_memory_bytes: metrics::peak_memory_bytes(),
-            samples: step_samples.iter().map(|s| s.id.clone()).collect(),
-        })?;
-        bar.set_message(format!("loss {loss:.4}"));
-        bar.inc(1);
-        let minutes_due = cfg.save_interval_minutes.is_some_and(|m| last_save.elapsed().as_secs_f64() >= m * 60.0);
-        if state.step % cfg.save_interval == 0 || minutes_due || state.step == total_steps {
-            saved_at = Some(save(&state, &optimizer)?);
-            last_good = saved_at.clone();
-            last_save = Instant::now();
-            log.plot()?;
-        }
-        if let Some(signal) = preempt::requested() {
-            let done = saved_at.as_ref().filter(|d| d.ends_with(checkpoint::name_of(state.step)));
-            return stop(signal, &state, &optimizer, done, last_loss);
-        }
-    }
-    bar.finish_and_clear();
-    log.plot()?;
-    save_model(model, &exported, kind, 5_000_000_000, Some(&cfg.model))?;
-    Ok(Outcome {
-        steps_done: state.step,
-        total_steps,
-        last_loss,
-        stopped_by: None,
-        checkpoint: saved_at,
-        exported: Some(exported),
-    })
 }
 
 /// The message of a run stopped by a non-finite loss: the step, what was seen, and where to go on from.
@@ -391,15 +541,6 @@ fn diverged(step: usize, what: &str, lr: f64, last_good: Option<&std::path::Path
     format!("training diverged at step {step}: {what} (learning rate {lr:e}); no weights from this step on were saved; {from}")
 }
 
-/// Writes the fp32 masters into the (bf16/fp16) model weights after an update or a restore.
-fn copy_masters(params: &[Tensor], masters: &[Tensor]) {
-    tch::no_grad(|| {
-        for (p, m) in params.iter().zip(masters) {
-            let _ = p.shallow_clone().copy_(m);
-        }
-    });
-}
-
 fn make_batch(samples: &[&Sample], cfg: &TrainConfig, pad_id: u32, device: Device) -> Batch {
     if cfg.packing {
         packed_batch(samples, cfg.max_length, pad_id, device)
@@ -408,16 +549,30 @@ fn make_batch(samples: &[&Sample], cfg: &TrainConfig, pad_id: u32, device: Devic
     }
 }
 
-/// Mean loss per trained token over `samples` (no gradients).
-pub fn evaluate(model: &Llama, samples: &[Sample], cfg: &TrainConfig, pad_id: u32, device: Device) -> f64 {
-    let _guard = tch::no_grad_guard();
+/// Mean loss per trained token over `samples` (no gradients): each rank evaluates every
+/// world-th sample with the whole model gathered, and the sums are added over the ranks.
+pub fn evaluate(
+    model: &Llama,
+    samples: &[Sample],
+    cfg: &TrainConfig,
+    pad_id: u32,
+    device: Device,
+    shard: &mut Sharded,
+    group: Option<&Group>,
+) -> Result<f64> {
+    let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world_size));
+    shard.gather_all()?;
     let (mut sum, mut count) = (0.0, 0);
-    let refs: Vec<&Sample> = samples.iter().collect();
-    for micro in refs.chunks(cfg.micro_batch_size) {
-        let batch = make_batch(micro, cfg, pad_id, device);
-        let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
-        sum += super::step::head_loss(model, &hidden, &batch.targets, None);
-        count += batch.trained;
-    }
-    sum / count.max(1) as f64
+    let refs: Vec<&Sample> = samples.iter().skip(rank).step_by(world).collect();
+    tch::no_grad(|| {
+        for micro in refs.chunks(cfg.micro_batch_size) {
+            let batch = make_batch(micro, cfg, pad_id, device);
+            let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
+            sum += super::step::head_loss(model, &hidden, &batch.targets, None);
+            count += batch.trained;
+        }
+    });
+    shard.release_all();
+    let [sum, count] = summed(group, [sum, count as f64])?;
+    Ok(sum / count.max(1.0))
 }
