@@ -21,7 +21,11 @@ pub struct StepMetrics {
     pub tokens: usize,
     pub tokens_per_second: f64,
     pub elapsed_seconds: f64,
+    /// Peak resident memory of the largest rank (of this process when alone).
     pub peak_memory_bytes: u64,
+    /// Bytes this rank handed to collectives during the step (payloads: an all-reduce of B bytes
+    /// counts B; the wire carries about 2 (N-1)/N B with a ring), 0 for one process.
+    pub comm_bytes: u64,
     /// Ids of the samples the step trained on, in micro-batch order.
     pub samples: Vec<String>,
 }

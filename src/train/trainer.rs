@@ -11,7 +11,7 @@
 //! or saved.
 use super::batch::{packed_batch, padded_batch, Batch};
 use super::checkpoint::{self, ShardState, TrainState, STATE_VERSION};
-use super::dist::engine::{Group, Op};
+use super::dist::engine::{comm_bytes, Group, Op};
 use super::dist::sharded::Sharded;
 use super::dist::{Env, ShardMode};
 use super::metrics::{self, StepMetrics};
@@ -300,6 +300,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         let mine: Vec<&Sample> = step_samples.iter().skip(rank).step_by(world).copied().collect();
         let slots = step_samples.len().div_ceil(world).div_ceil(cfg.micro_batch_size);
         let step_start = Instant::now();
+        let comm_start = comm_bytes();
         let mut loss_sum = 0.0;
         let mut tokens = 0;
         let mut interrupted = None;
@@ -327,6 +328,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         }
         shard.finish_reductions()?;
         let [loss_sum, tokens] = summed(group, [loss_sum, tokens as f64])?;
+        let step_comm = comm_bytes() - comm_start;
         let tokens = tokens as usize;
         let grad_norm = shard.clip_grad_norm(cfg.max_grad_norm)?;
         let loss = loss_sum / trained.max(1) as f64;
@@ -362,6 +364,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         if let Some(e) = eval_loss {
             state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
         }
+        let peak = largest(group, metrics::peak_memory_bytes())?;
         if let Some(log) = log.as_mut() {
             log.write(&StepMetrics {
                 step: state.step,
@@ -374,7 +377,8 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
                 tokens,
                 tokens_per_second: tokens as f64 / seconds,
                 elapsed_seconds: started.elapsed().as_secs_f64(),
-                peak_memory_bytes: metrics::peak_memory_bytes(),
+                peak_memory_bytes: peak,
+                comm_bytes: step_comm,
                 samples: step_samples.iter().map(|s| s.id.clone()).collect(),
             })?;
         }
@@ -406,6 +410,11 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     shard.release_all();
     if let Some(g) = group {
         g.barrier()?;
+        eprintln!(
+            "rank {rank}: peak memory {:.1} MB, parameters and optimizer state kept between steps {:.1} MB",
+            metrics::peak_memory_bytes() as f64 / 1e6,
+            shard.layout.resident_bytes(shard.mode, kind) as f64 / 1e6
+        );
     }
     Ok(Outcome {
         steps_done: state.step,
@@ -441,6 +450,14 @@ fn summed<const N: usize>(group: Option<&Group>, values: [f64; N]) -> Result<[f6
         *v = t.double_value(&[i as i64]);
     }
     Ok(out)
+}
+
+/// The largest of `value` over all ranks.
+fn largest(group: Option<&Group>, value: u64) -> Result<u64> {
+    let Some(g) = group else { return Ok(value) };
+    let t = Tensor::from_slice(&[value as i64]);
+    g.all_reduce(&[&t], Op::Max)?.wait()?;
+    Ok(t.int64_value(&[0]) as u64)
 }
 
 /// The stop signal any rank received (SIGTERM to one rank stops them all at the same point).

@@ -53,6 +53,21 @@ extern "C" {
     fn vicuna_dist_clear_grad(t: *mut C_tensor) -> *mut c_char;
 }
 
+/// Payload bytes handed to collectives by this process so far (see [`comm_bytes`]).
+static COMM_BYTES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Payload bytes this process has handed to collectives: the tensors all-reduced, the input of a
+/// reduce-scatter, the output of an all-gather, the tensor broadcast. Benchmarks compare it with
+/// each shard mode's formula.
+pub fn comm_bytes() -> u64 {
+    COMM_BYTES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+fn count(tensors: &[&Tensor]) {
+    let bytes: usize = tensors.iter().map(|t| t.numel() * t.kind().elt_size_in_bytes()).sum();
+    COMM_BYTES.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Turns the shim's returned message (NULL on success) into a result.
 fn checked(message: *mut c_char) -> std::result::Result<(), String> {
     if message.is_null() {
@@ -221,6 +236,7 @@ impl Group {
 
     /// Starts an in-place all-reduce of `tensors` (each contiguous).
     pub fn all_reduce(&self, tensors: &[&Tensor], op: Op) -> Result<Pending<'_>> {
+        count(tensors);
         let (keep, mut ptrs) = handles(tensors);
         let mut work = std::ptr::null_mut();
         // SAFETY: pointers to live tensors (kept until the work completes); the shim copies the handles.
@@ -239,6 +255,7 @@ impl Group {
     /// Starts a reduce-scatter: `input` (world_size x `output`'s length) is summed over the ranks
     /// and this rank's part lands in `output`.
     pub fn reduce_scatter(&self, output: &Tensor, input: &Tensor) -> Result<Pending<'_>> {
+        count(&[input]);
         let (keep, p) = handles(&[output, input]);
         let mut work = std::ptr::null_mut();
         // SAFETY: as above.
@@ -248,6 +265,7 @@ impl Group {
 
     /// Starts an all-gather: every rank's `input` concatenated in rank order into `output`.
     pub fn all_gather(&self, output: &Tensor, input: &Tensor) -> Result<Pending<'_>> {
+        count(&[output]);
         let (keep, p) = handles(&[output, input]);
         let mut work = std::ptr::null_mut();
         // SAFETY: as above.
@@ -257,6 +275,7 @@ impl Group {
 
     /// Starts a broadcast of `tensor` from `root` to every rank.
     pub fn broadcast(&self, tensor: &Tensor, root: usize) -> Result<Pending<'_>> {
+        count(&[tensor]);
         let (keep, p) = handles(&[tensor]);
         let mut work = std::ptr::null_mut();
         // SAFETY: as above.
