@@ -139,7 +139,7 @@ pub fn save(
                 .map(|(n, t)| (n.to_string(), t.shallow_clone()))
                 .collect();
             let done = write_safetensors(&tmp.join(&file), &tensors)?;
-            pause_for_tests();
+            crate::util::pause_for_tests("VICUNA_TEST_SAVE_DELAY_MS");
             Ok(done)
         })()
     } else {
@@ -231,14 +231,6 @@ fn no_space_hint(e: anyhow::Error, root: &Path, step: usize, layout: &Layout) ->
         root.display(),
         needed.div_ceil(1_000_000)
     ))
-}
-
-/// Test hook: with `VICUNA_TEST_SAVE_DELAY_MS` set, a save pauses after each file it writes, so
-/// a test can kill the process while a save is provably half done (tests/train_preempt.rs).
-fn pause_for_tests() {
-    if let Some(ms) = std::env::var("VICUNA_TEST_SAVE_DELAY_MS").ok().and_then(|v| v.parse().ok()) {
-        std::thread::sleep(std::time::Duration::from_millis(ms));
-    }
 }
 
 /// Whether every element of `t` is finite (integer tensors always are).

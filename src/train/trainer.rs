@@ -316,6 +316,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
                 cfg.gradient_checkpointing,
                 &mut shard,
             )?;
+            crate::util::pause_for_tests("VICUNA_TEST_STEP_DELAY_MS");
             if let Some(signal) = stop_requested(group)? {
                 interrupted = Some(signal);
                 break;

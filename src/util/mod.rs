@@ -21,3 +21,13 @@ pub fn json_kind(value: &serde_json::Value) -> &'static str {
         Value::Object(_) => "an object",
     }
 }
+
+/// Test hook: sleeps for the milliseconds in the environment variable `var`, when set, so that a
+/// test can signal or kill a process at a point it can observe (`VICUNA_TEST_SAVE_DELAY_MS` after
+/// each checkpoint file, `VICUNA_TEST_STEP_DELAY_MS` after each micro-step). Unset, it costs one
+/// environment lookup.
+pub fn pause_for_tests(var: &str) {
+    if let Some(ms) = std::env::var(var).ok().and_then(|v| v.parse().ok()) {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}

@@ -213,12 +213,17 @@ impl Group {
     }
 
     fn failed(&self, what: &str, e: &str) -> anyhow::Error {
+        let peers: Vec<String> = (0..self.world_size).filter(|r| *r != self.rank).map(|r| r.to_string()).collect();
+        let peers = match peers.len() {
+            1 => format!("its peer, rank {}", peers[0]),
+            n if n <= 8 => format!("a peer rank (one of {})", peers.join(", ")),
+            _ => format!("a peer rank (one of the other {} ranks)", peers.len()),
+        };
         anyhow::anyhow!(
-            "rank {} of {}: {what} failed or timed out after {} s: {e}; a peer rank (one of 0..{}, rendezvous {}) died or cannot be reached; resume with --resume auto once all ranks can run",
+            "rank {} of {}: {what} failed or timed out after {} s: {e}; {peers} died or cannot be reached (rendezvous {}); resume with --resume auto once all ranks can run",
             self.rank,
             self.world_size,
             self.timeout.as_secs(),
-            self.world_size,
             self.master
         )
     }

@@ -1,0 +1,391 @@
+//! Many processes through c10d (Gloo on CPU): 2 and 3 processes train exactly like one in every
+//! shard mode, with and without gradient checkpointing; SIGTERM to one rank makes all save one
+//! checkpoint and exit 0, and the run resumes on another world size and shard mode to the
+//! uninterrupted result; SIGKILL of a rank mid-save leaves the previous checkpoint to resume
+//! from; two nodes (network namespaces joined by a veth pair) train like one, and cutting their
+//! link makes every rank fail with a timeout error instead of hanging.
+mod common;
+use common::*;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// A free TCP port for a rendezvous (tests run in parallel, each job needs its own).
+fn free_port() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.local_addr().unwrap().port().to_string()
+}
+
+/// Train arguments shared by every run here: 4 samples per step in micro-batches of 1, so 3
+/// processes get 2, 1 and 1 samples (one rank idles through a slot).
+fn dist_args(model: &Path, out: &Path, steps: &str, extra: &[&str]) -> Vec<String> {
+    let mut base = vec!["--max-steps", steps, "--micro-batch-size", "1", "--gradient-accumulation", "4"];
+    base.extend_from_slice(extra);
+    train_args(model, out, &base)
+}
+
+fn launched(args: &[String], nproc: usize, extra_env: &[(&str, &str)]) -> Output {
+    let mut all: Vec<String> = args.to_vec();
+    all.extend(["--nproc-per-node".into(), nproc.to_string(), "--master-port".into(), free_port()]);
+    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
+    let mut env = vec![("OMP_NUM_THREADS", "1")];
+    env.extend_from_slice(extra_env);
+    vicuna_env(&refs, &env)
+}
+
+fn succeeded(out: &Output, what: &str) {
+    assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// (step, loss) of every line of `metrics.jsonl` in `out`.
+fn losses(out: &Path) -> Vec<(u64, f64)> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v.get("loss").is_some())
+        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .collect()
+}
+
+fn weights(out: &Path) -> BTreeMap<String, tch::Tensor> {
+    tensors(&out.join("final/model.safetensors"))
+}
+
+fn assert_same_run(reference: &Path, other: &Path, what: &str, weight_tol: f64, loss_tol: f64) {
+    let (a, b) = (losses(reference), losses(other));
+    assert_eq!(a.iter().map(|l| l.0).collect::<Vec<_>>(), b.iter().map(|l| l.0).collect::<Vec<_>>(), "{what}: steps");
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= loss_tol, "{what}: loss at step {step} is {y}, one process {x}");
+    }
+    let diff = max_diff(&weights(reference), &weights(other));
+    assert!(diff <= weight_tol, "{what}: final weights differ by {diff:e}");
+}
+
+#[test]
+fn two_and_three_processes_train_like_one_in_every_shard_mode() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let one = s.path("one");
+    let args = dist_args(&model, &one, "3", &[]);
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    succeeded(&vicuna_env(&refs, ONE_THREAD), "one process");
+    let start = tensors(&model.join("model.safetensors"));
+    assert!(max_diff(&weights(&one), &start) > 1e-3, "the weights moved");
+    for shard in ["none", "grad-op", "full"] {
+        for checkpointing in ["true", "false"] {
+            for nproc in [2, 3] {
+                let what = format!("{nproc} processes, --shard {shard}, checkpointing {checkpointing}");
+                let out = s.path(&format!("{shard}-{checkpointing}-{nproc}"));
+                let extra = ["--shard", shard, "--gradient-checkpointing", checkpointing];
+                let run = launched(&dist_args(&model, &out, "3", &extra), nproc, &[]);
+                succeeded(&run, &what);
+                assert_same_run(&one, &out, &what, 1e-5, 1e-6);
+                let stdout = String::from_utf8_lossy(&run.stdout);
+                assert_eq!(stdout.lines().count(), 1, "{what}: only rank 0 reports the outcome: {stdout}");
+            }
+        }
+    }
+}
+
+/// The pid of each worker of a launcher, by rank (read from their environment).
+fn workers(launcher: &Child, n: usize) -> Vec<u32> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let children =
+            std::fs::read_to_string(format!("/proc/{0}/task/{0}/children", launcher.id())).unwrap_or_default();
+        let mut by_rank = vec![0; n];
+        for pid in children.split_whitespace().filter_map(|p| p.parse::<u32>().ok()) {
+            let env = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            for var in env.split(|b| *b == 0) {
+                if let Some(rank) = var.strip_prefix(b"RANK=") {
+                    if let Some(r) = std::str::from_utf8(rank).ok().and_then(|r| r.parse::<usize>().ok()) {
+                        by_rank[r] = pid;
+                    }
+                }
+            }
+        }
+        if by_rank.iter().all(|p| *p != 0) {
+            return by_rank;
+        }
+        assert!(Instant::now() < deadline, "the launcher did not start {n} workers");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn spawn_launcher(args: &[String], nproc: usize, env: &[(&str, &str)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+    cmd.args(args)
+        .args(["--nproc-per-node", &nproc.to_string(), "--master-port", &free_port()])
+        .env("OMP_NUM_THREADS", "1")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
+}
+
+fn wait_for_step(out: &Path, step: usize, child: &mut Child) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while losses_or_empty(out).len() < step {
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before step {step}");
+        assert!(Instant::now() < deadline, "timed out waiting for step {step}");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn losses_or_empty(out: &Path) -> Vec<(u64, f64)> {
+    if out.join("metrics.jsonl").exists() {
+        losses(out)
+    } else {
+        Vec::new()
+    }
+}
+
+fn finish(child: Child) -> Output {
+    child.wait_with_output().unwrap()
+}
+
+fn signal(pid: u32, sig: i32) {
+    // SAFETY: kill(2) on a process this test started (through the launcher).
+    assert_eq!(unsafe { libc::kill(pid as i32, sig) }, 0, "kill {pid}");
+}
+
+#[test]
+fn sigterm_to_one_rank_saves_one_checkpoint_and_resumes_on_another_world_size_and_shard_mode() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let steps = "8";
+    let reference = s.path("reference");
+    let args = dist_args(&model, &reference, steps, &[]);
+    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+
+    let out = s.path("interrupted");
+    let slow = [("VICUNA_TEST_STEP_DELAY_MS", "150")];
+    // 2 processes (grad-op), SIGTERM to rank 1 after step 2: all stop, save once, exit 0.
+    let first = dist_args(&model, &out, steps, &["--shard", "grad-op", "--save-interval", "1000"]);
+    let mut child = spawn_launcher(&first, 2, &slow);
+    let pids = workers(&child, 2);
+    wait_for_step(&out, 2, &mut child);
+    signal(pids[1], libc::SIGTERM);
+    let run = finish(child);
+    succeeded(&run, "the interrupted 2-process run");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("durable") && stderr.contains("after the signal"), "{stderr}");
+    let saved: Vec<String> = std::fs::read_dir(out.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(saved.len(), 1, "one checkpoint, saved by both ranks together: {saved:?}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("checkpoints").join(&saved[0]).join("state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["world_size"], 2);
+    assert_eq!(state["shards"].as_array().unwrap().len(), 2, "each rank wrote its shard");
+    let first_stop = state["step"].as_u64().unwrap();
+    assert!(first_stop >= 2 && first_stop < 8, "stopped at step {first_stop}");
+
+    // Resume on 3 processes with full sharding, SIGTERM to rank 2 (to the launcher this time).
+    let mut second = dist_args(&model, &out, steps, &["--shard", "full", "--save-interval", "1000"]);
+    second.extend(["--resume".into(), "auto".into()]);
+    let mut child = spawn_launcher(&second, 3, &slow);
+    let pids = workers(&child, 3);
+    wait_for_step(&out, first_stop as usize + 2, &mut child);
+    signal(pids[2], libc::SIGTERM);
+    succeeded(&finish(child), "the resumed 3-process run");
+
+    // Then 3 to 2 processes, no sharding, to the end.
+    let mut third = dist_args(&model, &out, steps, &["--shard", "none", "--save-interval", "1000"]);
+    third.extend(["--resume".into(), "auto".into()]);
+    let run = launched(&third, 2, &[]);
+    succeeded(&run, "the final 2-process run");
+    assert_same_run(&reference, &out, "interrupted twice, resumed on other world sizes and shard modes", 1e-5, 1e-5);
+}
+
+#[test]
+fn sigkill_of_a_rank_mid_save_resumes_from_the_previous_checkpoint() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let steps = "6";
+    let reference = s.path("reference");
+    let args = dist_args(&model, &reference, steps, &[]);
+    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+    let out = s.path("killed");
+    let a = dist_args(&model, &out, steps, &["--shard", "grad-op", "--save-interval", "1", "--keep-checkpoints", "10"]);
+    // Saves pause after each shard file: rank 1's file of step 3 exists, the manifest does not.
+    let mut child = spawn_launcher(&a, 2, &[("VICUNA_TEST_SAVE_DELAY_MS", "300")]);
+    let pids = workers(&child, 2);
+    let root = out.join("checkpoints");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let half_done = loop {
+        let found = std::fs::read_dir(&root).ok().and_then(|entries| {
+            entries.filter_map(|e| e.ok().map(|e| e.path())).find(|p| {
+                p.to_string_lossy().contains(".step-00000003.tmp")
+                    && p.join("shard-00001-of-00002.safetensors").exists()
+            })
+        });
+        if let Some(dir) = found {
+            break dir;
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the run ended before saving step 3");
+        assert!(Instant::now() < deadline, "timed out waiting for the save of step 3");
+        std::thread::sleep(Duration::from_millis(2));
+    };
+    signal(pids[1], libc::SIGKILL);
+    let run = finish(child);
+    assert!(!run.status.success(), "a killed worker fails the job");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("vicuna train: worker 1 exited with code 137"), "{stderr}");
+    assert!(!root.join("step-00000003").exists(), "the torn save never got its real name ({})", half_done.display());
+    let mut resumed = a.clone();
+    resumed.extend(["--resume".into(), "auto".into()]);
+    let run = launched(&resumed, 2, &[]);
+    succeeded(&run, "the resumed run");
+    assert!(
+        String::from_utf8_lossy(&run.stderr).contains("step-00000002 (step 2 of 6"),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    assert_same_run(&reference, &out, "killed mid-save and resumed", 1e-5, 1e-5);
+}
+
+#[test]
+fn cuda_without_a_gpu_fails_before_any_work() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let out = s.path("out");
+    let args = dist_args(&model, &out, "2", &["--device", "cuda"]);
+    let err = fails(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("--device cuda: this machine has 0 CUDA device(s)"), "{err}");
+    let run = launched(&args, 2, &[]);
+    assert!(!run.status.success());
+    let err = String::from_utf8_lossy(&run.stderr);
+    assert_no_panic(&err);
+    assert!(err.contains("[rank 0] error: --device cuda: this machine has 0 CUDA device(s)"), "{err}");
+    assert!(err.contains("vicuna train: worker "), "{err}");
+    assert!(!out.join("checkpoints").exists(), "nothing was trained");
+}
+
+/// Two network namespaces joined by a veth pair (10.77.X.1 and .2), removed on drop.
+struct TwoNodes {
+    names: [String; 2],
+    addrs: [String; 2],
+    link: String,
+}
+
+impl TwoNodes {
+    fn create() -> Option<TwoNodes> {
+        let id = std::process::id() % 200 + 20;
+        let names = [format!("vicuna-a{id}"), format!("vicuna-b{id}")];
+        let link = format!("vva{id}");
+        let peer = format!("vvb{id}");
+        let addrs = [format!("10.77.{id}.1"), format!("10.77.{id}.2")];
+        let ip = |args: &[&str]| Command::new("ip").args(args).status().map(|s| s.success()).unwrap_or(false);
+        let nodes = TwoNodes { names: names.clone(), addrs: addrs.clone(), link: link.clone() };
+        let ok = ip(&["netns", "add", &names[0]])
+            && ip(&["netns", "add", &names[1]])
+            && ip(&["link", "add", &link, "type", "veth", "peer", "name", &peer])
+            && ip(&["link", "set", &link, "netns", &names[0]])
+            && ip(&["link", "set", &peer, "netns", &names[1]])
+            && ip(&["-n", &names[0], "addr", "add", &format!("{}/24", addrs[0]), "dev", &link])
+            && ip(&["-n", &names[1], "addr", "add", &format!("{}/24", addrs[1]), "dev", &peer])
+            && ip(&["-n", &names[0], "link", "set", &link, "up"])
+            && ip(&["-n", &names[1], "link", "set", &peer, "up"])
+            && ip(&["-n", &names[0], "link", "set", "lo", "up"])
+            && ip(&["-n", &names[1], "link", "set", "lo", "up"]);
+        if !ok {
+            println!("skipped: cannot create network namespaces here (needs root and iproute2)");
+            return None;
+        }
+        Some(nodes)
+    }
+
+    /// `vicuna train` as node `k` of 2 (one process each), rendezvous at node 0's address.
+    fn spawn(&self, k: usize, args: &[String], port: &str, env: &[(&str, &str)]) -> Child {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.names[k], env!("CARGO_BIN_EXE_vicuna")])
+            .args(args)
+            .args(["--nproc-per-node", "1", "--nnodes", "2", "--node-rank", &k.to_string()])
+            .args(["--master-addr", &self.addrs[0], "--master-port", port])
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        cmd.spawn().unwrap()
+    }
+
+    fn set_link(&self, up: bool) {
+        let state = if up { "up" } else { "down" };
+        let ok = Command::new("ip").args(["-n", &self.names[0], "link", "set", &self.link, state]).status().unwrap();
+        assert!(ok.success());
+    }
+}
+
+impl Drop for TwoNodes {
+    fn drop(&mut self) {
+        for n in &self.names {
+            let _ = Command::new("ip").args(["netns", "del", n]).status();
+        }
+    }
+}
+
+#[test]
+fn two_nodes_train_like_one_and_a_cut_link_fails_every_rank_with_a_timeout() {
+    let Some(nodes) = TwoNodes::create() else { return };
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let reference = s.path("reference");
+    let args = dist_args(&model, &reference, "3", &[]);
+    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+    let out = s.path("two-nodes");
+    let args = dist_args(&model, &out, "3", &["--shard", "grad-op"]);
+    let port = free_port();
+    let node0 = nodes.spawn(0, &args, &port, &[]);
+    let node1 = nodes.spawn(1, &args, &port, &[]);
+    let (a, b) = (finish(node0), finish(node1));
+    succeeded(&a, "node 0");
+    succeeded(&b, "node 1");
+    assert_same_run(&reference, &out, "two nodes", 1e-5, 1e-6);
+
+    // Cut the link mid-run: both nodes fail within the timeout, naming the collective.
+    let out = s.path("cut");
+    let args = dist_args(&model, &out, "40", &["--save-interval", "1", "--dist-timeout", "5"]);
+    let slow = [("VICUNA_TEST_STEP_DELAY_MS", "100")];
+    let mut node0 = nodes.spawn(0, &args, &port, &slow);
+    let node1 = nodes.spawn(1, &args, &port, &slow);
+    wait_for_step(&out, 2, &mut node0);
+    nodes.set_link(false);
+    let cut_at = Instant::now();
+    let (a, b) = (finish(node0), finish(node1));
+    let took = cut_at.elapsed();
+    nodes.set_link(true);
+    for (k, run) in [(0, &a), (1, &b)] {
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "node {k} must fail when its peer is unreachable");
+        assert_no_panic(&err);
+        let peer = 1 - k;
+        // The collective is whichever was running (a step's all-reduce, a save's all-gather).
+        let expected = format!("rank {k} of 2: ");
+        let named =
+            err.contains(&format!("failed or timed out after 5 s: Operation timed out!; its peer, rank {peer} died"));
+        assert!(err.contains(&expected) && named, "node {k}: {err}");
+        println!(
+            "node {k} after the cut ({took:?}):\n{}",
+            err.lines().filter(|l| l.contains("error")).collect::<Vec<_>>().join("\n")
+        );
+    }
+    assert!(took < Duration::from_secs(40), "the ranks gave up after {took:?}");
+    // With the link back, --resume auto continues from the last checkpoint to the end.
+    let mut resumed = args.clone();
+    resumed.extend(["--resume".into(), "auto".into()]);
+    let port = free_port();
+    let (node0, node1) = (nodes.spawn(0, &resumed, &port, &[]), nodes.spawn(1, &resumed, &port, &[]));
+    succeeded(&finish(node0), "node 0 resumed");
+    succeeded(&finish(node1), "node 1 resumed");
+    assert_eq!(losses(&out).last().map(|l| l.0), Some(40));
+}
