@@ -40,12 +40,16 @@ fn succeeded(out: &Output, what: &str) {
 
 /// (step, loss) of every line of `metrics.jsonl` in `out`.
 fn losses(out: &Path) -> Vec<(u64, f64)> {
+    metric(out, "loss")
+}
+
+/// (step, value) of `key` in every line of `metrics.jsonl` in `out` that has it.
+fn metric(out: &Path, key: &str) -> Vec<(u64, f64)> {
     std::fs::read_to_string(out.join("metrics.jsonl"))
         .unwrap()
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v.get("loss").is_some())
-        .map(|v| (v["step"].as_u64().unwrap(), v["loss"].as_f64().unwrap()))
+        .filter_map(|v| Some((v["step"].as_u64()?, v.get(key)?.as_f64()?)))
         .collect()
 }
 
@@ -59,6 +63,11 @@ fn assert_same_run(reference: &Path, other: &Path, what: &str, weight_tol: f64, 
     for ((step, x), (_, y)) in a.iter().zip(&b) {
         assert!((x - y).abs() <= loss_tol, "{what}: loss at step {step} is {y}, one process {x}");
     }
+    let (a, b) = (metric(reference, "eval_loss"), metric(other, "eval_loss"));
+    assert_eq!(a.len(), b.len(), "{what}: eval losses {a:?} {b:?}");
+    for ((step, x), (_, y)) in a.iter().zip(&b) {
+        assert!((x - y).abs() <= loss_tol, "{what}: eval loss at step {step} is {y}, one process {x}");
+    }
     let diff = max_diff(&weights(reference), &weights(other));
     assert!(diff <= weight_tol, "{what}: final weights differ by {diff:e}");
 }
@@ -68,17 +77,21 @@ fn two_and_three_processes_train_like_one_in_every_shard_mode() {
     let s = Scratch::new();
     let model = tiny_model(&s);
     let one = s.path("one");
-    let args = dist_args(&model, &one, "3", &[]);
+    let data = train_data();
+    let eval = ["--eval-data", data.to_str().unwrap(), "--eval-interval", "2"];
+    let args = dist_args(&model, &one, "3", &eval);
     let refs: Vec<&str> = args.iter().map(String::as_str).collect();
     succeeded(&vicuna_env(&refs, ONE_THREAD), "one process");
     let start = tensors(&model.join("model.safetensors"));
     assert!(max_diff(&weights(&one), &start) > 1e-3, "the weights moved");
+    assert_eq!(metric(&one, "eval_loss").len(), 2, "evaluated at steps 2 and 3");
     for shard in ["none", "grad-op", "full"] {
         for checkpointing in ["true", "false"] {
             for nproc in [2, 3] {
                 let what = format!("{nproc} processes, --shard {shard}, checkpointing {checkpointing}");
                 let out = s.path(&format!("{shard}-{checkpointing}-{nproc}"));
-                let extra = ["--shard", shard, "--gradient-checkpointing", checkpointing];
+                let mut extra = vec!["--shard", shard, "--gradient-checkpointing", checkpointing];
+                extra.extend(eval);
                 let run = launched(&dist_args(&model, &out, "3", &extra), nproc, &[]);
                 succeeded(&run, &what);
                 assert_same_run(&one, &out, &what, 1e-5, 1e-6);
@@ -87,6 +100,27 @@ fn two_and_three_processes_train_like_one_in_every_shard_mode() {
             }
         }
     }
+}
+
+#[test]
+fn torchrun_launches_it_as_it_launches_python() {
+    let torchrun = repo().join(".venv/bin/torchrun");
+    assert!(torchrun.exists(), "{} is missing: make test installs torch", torchrun.display());
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let one = s.path("one");
+    let args = dist_args(&model, &one, "3", &[]);
+    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "one process");
+    let out = s.path("torchrun");
+    let run = Command::new(&torchrun)
+        .args(["--no-python", "--nproc-per-node", "2", "--master-port", &free_port()])
+        .arg(env!("CARGO_BIN_EXE_vicuna"))
+        .args(dist_args(&model, &out, "3", &["--shard", "full"]))
+        .env("OMP_NUM_THREADS", "1")
+        .output()
+        .unwrap();
+    succeeded(&run, "torchrun --no-python --nproc-per-node 2 vicuna train");
+    assert_same_run(&one, &out, "under torchrun", 1e-5, 1e-6);
 }
 
 /// The pid of each worker of a launcher, by rank (read from their environment).

@@ -72,6 +72,25 @@ impl Checkpoint {
         self.entries.get(name).map(|e| (e.shape.clone(), format!("{:?}", e.dtype)))
     }
 
+    /// Elements `start..start + len` of tensor `name` (flattened), as `kind` on `device`: only
+    /// those bytes of the map are read (a rank of a sharded run reads its slices, nothing else).
+    pub fn read_flat(&self, name: &str, start: i64, len: i64, kind: Kind, device: Device) -> Result<Tensor> {
+        let e = self
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
+        let stored = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        let size = stored.elt_size_in_bytes();
+        let numel: i64 = e.shape.iter().product();
+        if start < 0 || len < 0 || start + len > numel {
+            bail!("{}: elements {start}..{} of tensor {name} are outside its {numel}", self.dir.display(), start + len);
+        }
+        let from = e.start + start as usize * size;
+        let bytes = &self.maps[e.shard][from..from + len as usize * size];
+        Ok(Tensor::from_data_size(bytes, &[len], stored).to_device(device).to_kind(kind))
+    }
+
     /// The tensor `name` with `shape`, as `kind` on `device`: a view of the map when nothing must
     /// change (CPU, same dtype, aligned), otherwise a converted copy.
     ///
@@ -140,8 +159,38 @@ pub fn load_model(dir: &Path, kind: Kind, device: Device) -> Result<Loaded> {
     let config = Config::load(&dir.join("config.json"))?;
     let mut checkpoint = Checkpoint::open(dir)?;
     let model = Llama::build(config, &mut |name, shape| checkpoint.tensor(name, shape, kind, device))?;
+    check_all_used(&model, &checkpoint, dir)?;
+    Ok(Loaded { model, _checkpoint: Arc::new(checkpoint) })
+}
+
+/// The Llama model in `dir` with no weights loaded: every parameter is a placeholder of the
+/// right shape, kind and device that holds no memory, and the returned checkpoint reads any part
+/// of any tensor on demand ([`Checkpoint::read_flat`]). The names and shapes are checked as
+/// [`load_model`] checks them. Training fills its sharded fp32 state from the slices each rank
+/// owns, so no process reads more of the checkpoint than it keeps.
+pub fn open_model(dir: &Path, kind: Kind, device: Device) -> Result<(Llama, Checkpoint)> {
+    let config = Config::load(&dir.join("config.json"))?;
+    let checkpoint = Checkpoint::open(dir)?;
+    let model = Llama::build(config, &mut |name, shape| {
+        let e = checkpoint
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", dir.display()))?;
+        if e.shape != shape {
+            bail!("{}: tensor {name} has shape {:?}, the config expects {:?}", dir.display(), e.shape, shape);
+        }
+        kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", dir.display(), e.dtype))?;
+        Ok(Tensor::zeros([1], (kind, device)).expand(shape, false))
+    })?;
+    check_all_used(&model, &checkpoint, dir)?;
+    Ok((model, checkpoint))
+}
+
+/// Fails when the checkpoint holds tensors the model does not use (tied checkpoints may still
+/// carry `lm_head.weight`).
+fn check_all_used(model: &Llama, checkpoint: &Checkpoint, dir: &Path) -> Result<()> {
     let expected = model.named_parameters().len();
-    // Tied checkpoints may still carry lm_head.weight; everything else must be used.
     let present = checkpoint.names().filter(|n| !(model.lm_head.is_none() && *n == "lm_head.weight")).count();
     if present != expected {
         let used: std::collections::HashSet<String> = model.named_parameters().into_iter().map(|(n, _)| n).collect();
@@ -149,7 +198,7 @@ pub fn load_model(dir: &Path, kind: Kind, device: Device) -> Result<Loaded> {
             checkpoint.names().filter(|n| !used.contains(*n) && *n != "lm_head.weight").take(5).collect();
         bail!("{}: the checkpoint has tensors the config does not describe: {}", dir.display(), extra.join(", "));
     }
-    Ok(Loaded { model, _checkpoint: Arc::new(checkpoint) })
+    Ok(())
 }
 
 impl std::ops::Deref for Loaded {
@@ -172,32 +221,54 @@ pub fn save_model(
     max_shard_bytes: usize,
     tokenizer_dir: Option<&Path>,
 ) -> Result<()> {
+    let named = model.named_parameters();
+    let plan: Vec<(String, Vec<i64>)> = named.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+    save_streamed(&model.config, dir, kind, max_shard_bytes, tokenizer_dir, &plan, &mut |i| {
+        Ok(named[i].1.shallow_clone())
+    })
+}
+
+/// [`save_model`] for weights that are not all in memory at once: `plan` names every tensor and
+/// its shape in checkpoint order, and `fetch(i)` produces tensor `i` when its shard is written
+/// (in order, each once). A sharded trainer gathers one unit at a time this way, so the largest
+/// thing held is one file's worth of tensors, never the whole model.
+pub fn save_streamed(
+    config: &Config,
+    dir: &Path,
+    kind: Kind,
+    max_shard_bytes: usize,
+    tokenizer_dir: Option<&Path>,
+    plan: &[(String, Vec<i64>)],
+    fetch: &mut dyn FnMut(usize) -> Result<Tensor>,
+) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (_, dtype_name) = dtype_of(kind)?;
     // Group tensors into shards in checkpoint order.
-    let mut shards: Vec<Vec<(String, Tensor)>> = vec![Vec::new()];
+    let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut size = 0;
     let mut total = 0;
-    for (name, t) in model.named_parameters() {
-        let t = t.to_device(Device::Cpu).to_kind(kind).contiguous();
-        let bytes = t.numel() * kind.elt_size_in_bytes();
+    for (i, (_, shape)) in plan.iter().enumerate() {
+        let bytes = shape.iter().product::<i64>() as usize * kind.elt_size_in_bytes();
         if size > 0 && size + bytes > max_shard_bytes {
             shards.push(Vec::new());
             size = 0;
         }
         size += bytes;
         total += bytes;
-        shards.last_mut().expect("one shard").push((name, t));
+        shards.last_mut().expect("one shard").push(i);
     }
     let n = shards.len();
     let mut weight_map = serde_json::Map::new();
     for (k, shard) in shards.iter().enumerate() {
         let file =
             if n == 1 { "model.safetensors".to_string() } else { format!("model-{:05}-of-{n:05}.safetensors", k + 1) };
-        for (name, _) in shard {
-            weight_map.insert(name.clone(), file.clone().into());
+        let mut tensors = Vec::with_capacity(shard.len());
+        for &i in shard {
+            let t = fetch(i)?.detach().to_device(Device::Cpu).to_kind(kind).contiguous();
+            weight_map.insert(plan[i].0.clone(), file.clone().into());
+            tensors.push((plan[i].0.clone(), t));
         }
-        write_safetensors(&dir.join(&file), shard)?;
+        write_safetensors(&dir.join(&file), &tensors)?;
     }
     if n > 1 {
         let index = serde_json::json!({"metadata": {"total_size": total}, "weight_map": weight_map});
@@ -208,7 +279,7 @@ pub fn save_model(
     } else {
         let _ = std::fs::remove_file(dir.join("model.safetensors.index.json"));
     }
-    let c = &model.config;
+    let c = config;
     atomic::write_bytes(&dir.join("config.json"), serde_json::to_string_pretty(&c.to_hf_json(dtype_name))?.as_bytes())?;
     let generation = serde_json::json!({"_from_model_config": true, "bos_token_id": c.bos_token_id, "eos_token_id": c.to_hf_json(dtype_name)["eos_token_id"]});
     atomic::write_bytes(&dir.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;

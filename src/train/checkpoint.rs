@@ -148,16 +148,11 @@ pub fn save(
     let failed = written.is_err();
     let (bytes, crc32) = written.as_ref().map_or((0, 0), |w| *w);
     // Every rank's file, durable, reported to all: [failed, bytes, crc32] per rank.
-    let world = group.map_or(1, |g| g.world_size);
-    let mine = Tensor::from_slice(&[failed as i64, bytes as i64, crc32 as i64]);
-    let all = Tensor::zeros([3 * world as i64], (tch::Kind::Int64, tch::Device::Cpu));
-    match group {
-        Some(g) => g.all_gather(&all, &mine)?.wait()?,
-        None => tch::no_grad(|| {
-            let _ = all.shallow_clone().copy_(&mine);
-        }),
-    }
-    let reports: Vec<i64> = Vec::try_from(&all)?;
+    let mine = [failed as i64, bytes as i64, crc32 as i64];
+    let reports: Vec<i64> = match group {
+        Some(g) => g.all_gather_values(&mine)?,
+        None => mine.to_vec(),
+    };
     if let Err(e) = written {
         if rank == 0 {
             let _ = std::fs::remove_dir_all(&tmp);
@@ -212,10 +207,9 @@ pub fn save(
 /// flag); the rank that failed returns its own error, the others one naming the stage.
 fn agree(group: Option<&Group>, local: Result<()>, what: &str) -> Result<()> {
     let Some(g) = group else { return local };
-    let flag = Tensor::from_slice(&[local.is_err() as i64]);
-    g.all_reduce(&[&flag], Op::Max)?.wait()?;
+    let any_failed = g.all_reduce_values(&[local.is_err() as i64 as f64], Op::Max)?[0] != 0.0;
     local?;
-    if flag.int64_value(&[0]) != 0 {
+    if any_failed {
         bail!("another rank could not {what} (its error is reported by that rank)");
     }
     Ok(())

@@ -104,6 +104,10 @@ pub struct Recipe {
     /// With several processes: none (DDP), grad-op (ZeRO-2) or full (ZeRO-3); default none.
     #[arg(long, value_enum)]
     pub shard: Option<crate::train::dist::ShardMode>,
+    /// Keep the fp32 master weights, gradients and AdamW moments in host memory while the model
+    /// runs on the GPU (FSDP's CPU offload, the 13B recipe); default false.
+    #[arg(long)]
+    pub offload: Option<bool>,
     /// Seconds a rank waits for its peers (rendezvous and every collective) before it gives up
     /// with an error naming the collective; default 600.
     #[arg(long)]
@@ -142,6 +146,7 @@ pub struct TrainConfig {
     pub packing: bool,
     pub group_by_length: bool,
     pub shard: crate::train::dist::ShardMode,
+    pub offload: bool,
     pub dist_timeout: std::time::Duration,
 }
 
@@ -188,6 +193,7 @@ impl Recipe {
             packing,
             group_by_length,
             shard,
+            offload,
             dist_timeout
         )
     }
@@ -241,6 +247,7 @@ impl Recipe {
             packing: self.packing.unwrap_or(false),
             group_by_length: self.group_by_length.unwrap_or(true),
             shard: self.shard.unwrap_or_default(),
+            offload: self.offload.unwrap_or(false),
             dist_timeout: match self.dist_timeout.unwrap_or(600.0) {
                 t if t.is_finite() && t > 0.0 && t <= 86_400.0 => std::time::Duration::from_secs_f64(t),
                 t => bail!("dist_timeout = {t} is out of range: it must be a number of seconds in (0, 86400]"),

@@ -27,12 +27,12 @@ use crate::data::template::Template;
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use crate::model::config::Config;
 use crate::model::llama::Llama;
-use crate::model::weights::{identity, load_model, save_model, Loaded};
+use crate::model::weights::{identity, open_model, save_model, save_streamed};
 use crate::util::lock::Lock;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-use tch::{Device, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// Where to start (`--resume`: absent, `auto`, or a checkpoint directory).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,16 +131,22 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
 
     let group = match env.world_size {
         1 => None,
-        _ => Some(Group::join(&env.rendezvous(device.is_cuda(), cfg.dist_timeout)?)?),
+        _ => Some(Group::join(&env.rendezvous(device, cfg.dist_timeout)?)?),
     };
     let group = group.as_ref();
     // The temporary name of every save, the same on all ranks: rank 0's process id.
     let run = shared_value(group, std::process::id() as i64)? as u32;
-    let loaded: Loaded = load_model(&cfg.model, kind, device)?;
-    let model: &Llama = &loaded;
+    // The model's parameters are placeholders until the shard is filled from the memory-mapped
+    // checkpoint: each rank reads its own slices, in fp32, and nothing more.
+    let (model, weights) = open_model(&cfg.model, kind, device)?;
+    let model = &model;
     let named: Vec<(String, Tensor)> =
         model.named_parameters().into_iter().map(|(n, t)| (n, t.shallow_clone())).collect();
-    let mut shard = Sharded::new(named, cfg.shard, group)?;
+    let names: Vec<String> = named.iter().map(|(n, _)| n.clone()).collect();
+    let state_device = if cfg.offload { Device::Cpu } else { device };
+    let read = |p: usize, start: i64, len: i64| weights.read_flat(&names[p], start, len, Kind::Float, state_device);
+    let mut shard = Sharded::new(named, &read, cfg.shard, cfg.offload, group)?;
+    drop(weights);
     if main && env.world_size > 1 {
         eprintln!(
             "{} processes, shard mode {}: {:.1} MB of parameters and optimizer state per rank between steps",
@@ -329,7 +335,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         }
         shard.finish_reductions()?;
         let [loss_sum, tokens] = summed(group, [loss_sum, tokens as f64])?;
-        let step_comm = comm_bytes() - comm_start;
         let tokens = tokens as usize;
         let grad_norm = shard.clip_grad_norm(cfg.max_grad_norm)?;
         let loss = loss_sum / trained.max(1) as f64;
@@ -344,6 +349,8 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         }
         optimizer.step(&[shard.master.shallow_clone()], &[shard.grad.shallow_clone()], lr);
         shard.publish()?;
+        // Everything the step sent, the all-gather of the updated parameters included.
+        let step_comm = comm_bytes() - comm_start;
         last_loss = Some(loss);
         state.step += 1;
         state.samples_seen += step_samples.len();
@@ -402,13 +409,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         }
     }
     bar.finish_and_clear();
-    // The export: rank 0 writes the model; under `full` every rank helps gather it first.
-    shard.gather_all()?;
     if let Some(log) = log.as_ref() {
         log.plot()?;
-        save_model(model, &exported, kind, 5_000_000_000, Some(&cfg.model))?;
     }
-    shard.release_all();
+    export(model, &mut shard, main, &exported, kind, &cfg.model)?;
     if let Some(g) = group {
         g.barrier()?;
         eprintln!(
@@ -428,6 +432,48 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     })
 }
 
+/// Largest file of an exported model (transformers' default shard size).
+const EXPORT_SHARD_BYTES: usize = 5_000_000_000;
+
+/// The export at the end of a run: rank 0 writes the model in Hugging Face layout (tokenizer
+/// files from `tokenizer`). Under `full` every rank gathers the units in the same order, one at a
+/// time, and rank 0 writes them as they come, so no rank ever holds the whole model.
+fn export(model: &Llama, shard: &mut Sharded, main: bool, dir: &Path, kind: Kind, tokenizer: &Path) -> Result<()> {
+    if shard.mode != ShardMode::Full {
+        if main {
+            save_model(model, dir, kind, EXPORT_SHARD_BYTES, Some(tokenizer))?;
+        }
+        return Ok(());
+    }
+    if !main {
+        for u in 0..shard.units() {
+            shard.gather(u)?;
+            shard.release(u);
+        }
+        return Ok(());
+    }
+    let named = model.named_parameters();
+    let plan: Vec<(String, Vec<i64>)> =
+        shard.layout.names.iter().cloned().zip(shard.layout.shapes.iter().cloned()).collect();
+    let mut current: Option<usize> = None;
+    save_streamed(&model.config, dir, kind, EXPORT_SHARD_BYTES, Some(tokenizer), &plan, &mut |i| {
+        let u = shard.unit_of_param(i);
+        if current != Some(u) {
+            if let Some(c) = current {
+                shard.release(c);
+            }
+            shard.gather(u)?;
+            current = Some(u);
+        }
+        // A copy: releasing the unit swaps the parameter's data out.
+        Ok(named[i].1.copy())
+    })?;
+    if let Some(c) = current {
+        shard.release(c);
+    }
+    Ok(())
+}
+
 /// This rank's shard as checkpoints save and restore it.
 fn shard_state<'a>(shard: &'a Sharded, optimizer: &'a AdamW) -> ShardState<'a> {
     ShardState { layout: &shard.layout, master: &shard.master, m: &optimizer.m[0], v: &optimizer.v[0] }
@@ -435,40 +481,35 @@ fn shard_state<'a>(shard: &'a Sharded, optimizer: &'a AdamW) -> ShardState<'a> {
 
 /// Rank 0's `value`, on every rank.
 fn shared_value(group: Option<&Group>, value: i64) -> Result<i64> {
-    let Some(g) = group else { return Ok(value) };
-    let t = Tensor::from_slice(&[value]);
-    g.broadcast(&t, 0)?.wait()?;
-    Ok(t.int64_value(&[0]))
+    match group {
+        Some(g) => Ok(g.broadcast_values(&[value], 0)?[0]),
+        None => Ok(value),
+    }
 }
 
 /// Sums of `values` over all ranks.
 fn summed<const N: usize>(group: Option<&Group>, values: [f64; N]) -> Result<[f64; N]> {
     let Some(g) = group else { return Ok(values) };
-    let t = Tensor::from_slice(&values);
-    g.all_reduce(&[&t], Op::Sum)?.wait()?;
-    let mut out = [0.0; N];
-    for (i, v) in out.iter_mut().enumerate() {
-        *v = t.double_value(&[i as i64]);
-    }
-    Ok(out)
+    let sums = g.all_reduce_values(&values, Op::Sum)?;
+    Ok(std::array::from_fn(|i| sums[i]))
 }
 
 /// The largest of `value` over all ranks.
 fn largest(group: Option<&Group>, value: u64) -> Result<u64> {
-    let Some(g) = group else { return Ok(value) };
-    let t = Tensor::from_slice(&[value as i64]);
-    g.all_reduce(&[&t], Op::Max)?.wait()?;
-    Ok(t.int64_value(&[0]) as u64)
+    match group {
+        Some(g) => Ok(g.all_reduce_values(&[value as f64], Op::Max)?[0] as u64),
+        None => Ok(value),
+    }
 }
 
 /// The stop signal any rank received (SIGTERM to one rank stops them all at the same point).
 fn stop_requested(group: Option<&Group>) -> Result<Option<i32>> {
-    let local = preempt::requested().unwrap_or(0) as i64;
-    let Some(g) = group else { return Ok((local != 0).then_some(local as i32)) };
-    let t = Tensor::from_slice(&[local]);
-    g.all_reduce(&[&t], Op::Max)?.wait()?;
-    let signal = t.int64_value(&[0]);
-    Ok((signal != 0).then_some(signal as i32))
+    let local = preempt::requested().unwrap_or(0);
+    let signal = match group {
+        Some(g) => g.all_reduce_values(&[local as f64], Op::Max)?[0] as i32,
+        None => local,
+    };
+    Ok((signal != 0).then_some(signal))
 }
 
 /// The checkpoint to resume from, decided by rank 0 (which verifies the files) and read by every

@@ -105,6 +105,8 @@ pub struct Rendezvous {
     pub nccl: bool,
     /// Limit for the rendezvous and for every collective.
     pub timeout: Duration,
+    /// Where the group's tensors live (the rank's GPU for NCCL, the CPU for Gloo).
+    pub device: tch::Device,
 }
 
 /// This process's membership in the job; dropped when the run ends.
@@ -112,6 +114,8 @@ pub struct Group {
     raw: *mut c_void,
     pub rank: usize,
     pub world_size: usize,
+    /// Where the group's tensors live (the rank's GPU for NCCL, the CPU for Gloo).
+    pub device: tch::Device,
     timeout: Duration,
     master: String,
 }
@@ -201,6 +205,7 @@ impl Group {
             raw,
             rank: r.rank,
             world_size: r.world_size,
+            device: r.device,
             timeout: r.timeout,
             master: format!("{}:{}", r.master_addr, r.master_port),
         })
@@ -286,6 +291,28 @@ impl Group {
         // SAFETY: as above.
         let message = unsafe { vicuna_dist_broadcast(self.raw, p[0], root as c_int, &mut work) };
         self.started("broadcast", message, work, keep)
+    }
+
+    /// Small values reduced over the ranks (losses, counts, flags), on the group's device.
+    pub fn all_reduce_values(&self, values: &[f64], op: Op) -> Result<Vec<f64>> {
+        let t = Tensor::from_slice(values).to_device(self.device);
+        self.all_reduce(&[&t], op)?.wait()?;
+        Ok(Vec::try_from(&t.to_device(tch::Device::Cpu))?)
+    }
+
+    /// Rank `root`'s `values` on every rank.
+    pub fn broadcast_values(&self, values: &[i64], root: usize) -> Result<Vec<i64>> {
+        let t = Tensor::from_slice(values).to_device(self.device);
+        self.broadcast(&t, root)?.wait()?;
+        Ok(Vec::try_from(&t.to_device(tch::Device::Cpu))?)
+    }
+
+    /// Every rank's `values` (the same count on each), concatenated in rank order.
+    pub fn all_gather_values(&self, values: &[i64]) -> Result<Vec<i64>> {
+        let mine = Tensor::from_slice(values).to_device(self.device);
+        let all = Tensor::zeros([(values.len() * self.world_size) as i64], (tch::Kind::Int64, self.device));
+        self.all_gather(&all, &mine)?.wait()?;
+        Ok(Vec::try_from(&all.to_device(tch::Device::Cpu))?)
     }
 
     /// Waits until every rank has reached this point.

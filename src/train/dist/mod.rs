@@ -105,15 +105,16 @@ impl Env {
 
     /// The rendezvous for this rank, its transport bound to the local address that reaches the
     /// master (so two nodes on two networks find each other without naming an interface).
-    pub fn rendezvous(&self, nccl: bool, timeout: Duration) -> Result<engine::Rendezvous> {
+    pub fn rendezvous(&self, device: tch::Device, timeout: Duration) -> Result<engine::Rendezvous> {
         Ok(engine::Rendezvous {
             master_addr: self.master_addr.clone(),
             master_port: self.master_port,
             rank: self.rank,
             world_size: self.world_size,
             local_addr: local_address_towards(&self.master_addr, self.master_port)?,
-            nccl,
+            nccl: device.is_cuda(),
             timeout,
+            device,
         })
     }
 }

@@ -166,36 +166,44 @@ pub struct Sharded<'g> {
 }
 
 impl<'g> Sharded<'g> {
-    /// Takes over the model's parameters (`named`, as loaded): copies this rank's slices into the
-    /// fp32 master shard (touching only those elements of memory-mapped weights) and lays the
-    /// parameters out as the mode wants them.
-    pub fn new(named: Vec<(String, Tensor)>, mode: ShardMode, group: Option<&'g Group>) -> Result<Sharded<'g>> {
+    /// Takes over the model's parameters (`params`: its tensors, possibly placeholders that hold
+    /// no memory): fills this rank's fp32 master shard from `read(parameter, start, len)` (the
+    /// flat elements of one parameter, read from the checkpoint: only this rank's slices are ever
+    /// read) and lays the parameters out as the mode wants them. With `offload` the masters, the
+    /// gradient and (through the optimizer) the moments stay in host memory while the model runs
+    /// on the GPU.
+    pub fn new(
+        params: Vec<(String, Tensor)>,
+        read: &dyn Fn(usize, i64, i64) -> Result<Tensor>,
+        mode: ShardMode,
+        offload: bool,
+        group: Option<&'g Group>,
+    ) -> Result<Sharded<'g>> {
         let world = group.map_or(1, |g| g.world_size);
         let rank = group.map_or(0, |g| g.rank);
         let mode = if world == 1 { ShardMode::None } else { mode };
         let (owners, owner) = if mode == ShardMode::None { (1, 0) } else { (world, rank) };
-        let shapes: Vec<(String, Vec<i64>)> = named.iter().map(|(n, t)| (n.clone(), t.size())).collect();
+        let shapes: Vec<(String, Vec<i64>)> = params.iter().map(|(n, t)| (n.clone(), t.size())).collect();
         let layout = Layout::new(&shapes, owners, owner);
-        let (kind, device) = (named[0].1.kind(), named[0].1.device());
-        let params: Vec<Tensor> = named.into_iter().map(|(_, t)| t).collect();
+        let (kind, device) = (params[0].1.kind(), params[0].1.device());
+        let params: Vec<Tensor> = params.into_iter().map(|(_, t)| t).collect();
         for p in &params {
             let _ = p.set_requires_grad(true);
         }
-        let master = Tensor::zeros([layout.shard_len], (Kind::Float, device));
-        tch::no_grad(|| {
-            for u in &layout.units {
-                let mine = (owner as i64 * u.slice, ((owner as i64 + 1) * u.slice).min(u.numel));
-                for (p, at) in layout.offsets(u) {
-                    let (a, b) = (mine.0.max(at), mine.1.min(at + layout.numel(p)));
-                    if b > a {
-                        let src = params[p].reshape([-1]).narrow(0, a - at, b - a);
-                        let _ = master.narrow(0, u.local + a - mine.0, b - a).copy_(&src);
-                    }
+        let state_device = if offload { Device::Cpu } else { device };
+        let master = Tensor::zeros([layout.shard_len], (Kind::Float, state_device));
+        for u in &layout.units {
+            let mine = (owner as i64 * u.slice, ((owner as i64 + 1) * u.slice).min(u.numel));
+            for (p, at) in layout.offsets(u) {
+                let (a, b) = (mine.0.max(at), mine.1.min(at + layout.numel(p)));
+                if b > a {
+                    let piece = read(p, a - at, b - a)?;
+                    tch::no_grad(|| master.narrow(0, u.local + a - mine.0, b - a).copy_(&piece));
                 }
             }
-        });
-        let grad = Tensor::zeros([layout.shard_len], (Kind::Float, device));
-        let shares_master = owners == 1 && kind == Kind::Float;
+        }
+        let grad = Tensor::zeros([layout.shard_len], (Kind::Float, state_device));
+        let shares_master = owners == 1 && kind == Kind::Float && state_device == device;
         let n = layout.units.len();
         let mut s = Sharded {
             layout,
@@ -233,6 +241,11 @@ impl<'g> Sharded<'g> {
         self.layout.units.iter().position(|u| u.layer == Some(i)).expect("every layer has a unit")
     }
 
+    /// The unit holding parameter `p` (checkpoint order).
+    pub fn unit_of_param(&self, p: usize) -> usize {
+        self.layout.units.iter().position(|u| u.params.contains(&p)).expect("every parameter has a unit")
+    }
+
     /// The units that are not decoder layers (needed for the whole micro-step).
     pub fn outer_units(&self) -> Vec<usize> {
         (0..self.units()).filter(|&u| self.layout.units[u].layer.is_none()).collect()
@@ -250,7 +263,7 @@ impl<'g> Sharded<'g> {
             let buf = Tensor::empty([unit.slice * self.layout.owners as i64], (self.kind, self.device));
             let mine = self.master.narrow(0, unit.local, unit.slice);
             match self.group.filter(|_| self.layout.owners > 1) {
-                Some(g) => g.all_gather(&buf, &mine.to_kind(self.kind))?.wait()?,
+                Some(g) => g.all_gather(&buf, &mine.to_device(self.device).to_kind(self.kind))?.wait()?,
                 None => tch::no_grad(|| {
                     let _ = buf.shallow_clone().copy_(&mine);
                 }),
@@ -299,7 +312,7 @@ impl<'g> Sharded<'g> {
         let into = self.grad.narrow(0, unit.local, unit.slice);
         match self.group {
             None => tch::no_grad(|| {
-                let _ = into.shallow_clone().g_add_(&flat);
+                let _ = into.shallow_clone().g_add_(&flat.to_device(into.device()));
             }),
             Some(g) if owners == 1 => {
                 let pending = g.all_reduce(&[&flat], Op::Sum)?;
@@ -319,7 +332,7 @@ impl<'g> Sharded<'g> {
         for f in self.inflight.drain(..) {
             f.pending.wait()?;
             tch::no_grad(|| {
-                let _ = f.into.shallow_clone().g_add_(&f.result);
+                let _ = f.into.shallow_clone().g_add_(&f.result.to_device(f.into.device()));
             });
         }
         Ok(())
@@ -327,11 +340,12 @@ impl<'g> Sharded<'g> {
 
     /// The 2-norm of the whole model's gradient (all ranks' shards together).
     pub fn grad_norm(&self) -> Result<f64> {
-        let sq = tch::no_grad(|| self.grad.to_kind(Kind::Double).square().sum(Kind::Double));
-        if let Some(g) = self.group.filter(|_| self.layout.owners > 1) {
-            g.all_reduce(&[&sq], Op::Sum)?.wait()?;
-        }
-        Ok(sq.double_value(&[]).sqrt())
+        let sq = tch::no_grad(|| self.grad.to_kind(Kind::Double).square().sum(Kind::Double)).double_value(&[]);
+        let sq = match self.group.filter(|_| self.layout.owners > 1) {
+            Some(g) => g.all_reduce_values(&[sq], Op::Sum)?[0],
+            None => sq,
+        };
+        Ok(sq.sqrt())
     }
 
     /// Scales the gradient so its global norm is at most `max_norm` (as
@@ -376,7 +390,7 @@ impl<'g> Sharded<'g> {
         Ok(())
     }
 
-    /// Makes every unit resident (evaluation, export); [`Sharded::release_all`] undoes it.
+    /// Makes every unit resident (evaluation); [`Sharded::release_all`] undoes it.
     pub fn gather_all(&mut self) -> Result<()> {
         (0..self.units()).try_for_each(|u| self.gather(u))
     }
