@@ -2,8 +2,9 @@
 # Installs Debian's libgloo-dev (the declarations of the Gloo engine inside libtorch_cpu, which the c10d
 # shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
-# packages it saves and loads checkpoints with), and prints nothing else of note when they are already
-# there. Idempotent: one stamp file per step records what was installed, so an environment made before
+# packages it saves and loads checkpoints with), plus SkyPilot in an environment of its own
+# (`.venv/skypilot`, for checking the task files in scripts/sky/), and prints nothing else of note when
+# they are already there. Idempotent: one stamp file per step records what was installed, so an environment made before
 # the reference step was added only gets that delta, and a second run costs well under a second.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -17,6 +18,12 @@ reference_stamp="$venv/.vicuna-setup-reference"
 # The CUDA headers the shim's NCCL path is compiled against (libtorch's wheel ships the libraries only).
 cuda_pkgs=("nvidia-cuda-crt==13.0.88.*" "cuda-toolkit[cccl]==13.0.3")
 cuda_stamp="$venv/.vicuna-setup-cuda-headers"
+# SkyPilot, whose own parser checks the task files in scripts/sky/ (tests/sky_tasks.rs). It gets a
+# virtual environment of its own inside this one: skypilot 0.14.1 needs click<8.2 and
+# huggingface_hub 2.4.0 needs click>=8.4.2, so in one environment pip would break one of them.
+sky_pkgs=(skypilot==0.14.1)
+sky_venv="$venv/skypilot"
+sky_stamp="$venv/.vicuna-setup-skypilot"
 
 if [ ! -f /usr/include/gloo/config.h ]; then
   echo "setup: installing Debian's libgloo-dev (Gloo's headers, for the c10d shim)" >&2
@@ -29,7 +36,8 @@ if [ ! -f /usr/include/gloo/config.h ]; then
 fi
 
 if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
-  && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ]; then
+  && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
+  && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
@@ -57,4 +65,15 @@ if [ ! -f "$cuda_stamp" ] || [ "$(cat "$cuda_stamp")" != "${cuda_pkgs[*]}" ]; th
   rm -f "$cuda_stamp"
   "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${cuda_pkgs[@]}"
   echo "${cuda_pkgs[*]}" > "$cuda_stamp"
+fi
+if [ ! -f "$sky_stamp" ] || [ "$(cat "$sky_stamp")" != "${sky_pkgs[*]}" ]; then
+  echo "setup: installing ${sky_pkgs[*]} into $sky_venv (about 30 s the first time)" >&2
+  rm -f "$sky_stamp"
+  if [ ! -x "$sky_venv/bin/python" ]; then
+    "$python" -m venv "$sky_venv"
+  fi
+  "$sky_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${sky_pkgs[@]}"
+  "$sky_venv/bin/python" -W ignore -c "import importlib.metadata as m
+assert m.version('skypilot') == '0.14.1', m.version('skypilot')"
+  echo "${sky_pkgs[*]}" > "$sky_stamp"
 fi
