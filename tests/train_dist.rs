@@ -287,6 +287,13 @@ fn sigkill_of_a_rank_mid_save_resumes_from_the_previous_checkpoint() {
 }
 
 #[test]
+fn the_nccl_path_is_compiled_in() {
+    // The set-up installs the CUDA headers, so the shim's ProcessGroupNCCL code must be built and
+    // linked (it runs where a GPU exists; here only its compilation is checked).
+    assert!(vicuna::train::dist::engine::has_nccl(), "the c10d shim was built without NCCL");
+}
+
+#[test]
 fn cuda_without_a_gpu_fails_before_any_work() {
     let s = Scratch::new();
     let model = tiny_model(&s);

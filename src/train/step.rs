@@ -116,6 +116,27 @@ pub fn micro_step_with(
     Ok(loss)
 }
 
+/// The summed loss of one micro-batch without gradients (evaluation), one layer at a time, so
+/// that a sharded model gathers only one layer at once. `batch = None` calls the hooks only.
+pub fn eval_loss_with(model: &Llama, batch: Option<&Batch>, hooks: &mut dyn PartHooks) -> Result<f64> {
+    let _guard = tch::no_grad_guard();
+    hooks.gather(Part::Outer)?;
+    let mut x = batch.map(|b| (model.embed(&b.ids), model.rope(&b.positions, model.embed_tokens.kind())));
+    for i in 0..model.layers.len() {
+        hooks.gather(Part::Layer(i))?;
+        if let (Some(b), Some((h, rope))) = (batch, x.as_mut()) {
+            *h = model.layer(i, h, rope, &b.mask, None);
+        }
+        hooks.release(Part::Layer(i));
+    }
+    let loss = match (batch, x) {
+        (Some(b), Some((h, _))) => head_loss(model, &model.final_norm(&h), &b.targets, None),
+        _ => 0.0,
+    };
+    hooks.release(Part::Outer);
+    Ok(loss)
+}
+
 /// Rows of the LM head computed at once: the logits of one chunk (and their gradient) are the
 /// only `[rows, vocab]` tensors alive, 64 MB with a 32k vocabulary instead of the whole batch's.
 const HEAD_CHUNK: i64 = 512;

@@ -19,7 +19,7 @@ use super::optim::{AdamW, AdamWConfig};
 use super::preempt;
 use super::recipe::TrainConfig;
 use super::schedule::lr_at;
-use super::step::micro_step_with;
+use super::step::{eval_loss_with, micro_step_with};
 use crate::data::encode::Sample;
 use crate::data::loader::{fingerprint, load_samples, trained_targets};
 use crate::data::sampler::Sampler;
@@ -609,7 +609,7 @@ fn make_batch(samples: &[&Sample], cfg: &TrainConfig, pad_id: u32, device: Devic
 }
 
 /// Mean loss per trained token over `samples` (no gradients): each rank evaluates every
-/// world-th sample with the whole model gathered, and the sums are added over the ranks.
+/// world-th sample, one layer gathered at a time, and the sums are added over the ranks.
 pub fn evaluate(
     model: &Llama,
     samples: &[Sample],
@@ -620,18 +620,14 @@ pub fn evaluate(
     group: Option<&Group>,
 ) -> Result<f64> {
     let (rank, world) = group.map_or((0, 1), |g| (g.rank, g.world_size));
-    shard.gather_all()?;
     let (mut sum, mut count) = (0.0, 0);
-    let refs: Vec<&Sample> = samples.iter().skip(rank).step_by(world).collect();
-    tch::no_grad(|| {
-        for micro in refs.chunks(cfg.micro_batch_size) {
-            let batch = make_batch(micro, cfg, pad_id, device);
-            let hidden = model.hidden(&batch.ids, &batch.positions, &batch.mask, None);
-            sum += super::step::head_loss(model, &hidden, &batch.targets, None);
-            count += batch.trained;
-        }
-    });
-    shard.release_all();
+    let mine: Vec<&Sample> = samples.iter().skip(rank).step_by(world).collect();
+    let slots = samples.len().div_ceil(world).div_ceil(cfg.micro_batch_size);
+    for slot in 0..slots {
+        let batch = mine.chunks(cfg.micro_batch_size).nth(slot).map(|micro| make_batch(micro, cfg, pad_id, device));
+        sum += eval_loss_with(model, batch.as_ref(), shard)?;
+        count += batch.map_or(0, |b| b.trained);
+    }
     let [sum, count] = summed(group, [sum, count as f64])?;
     Ok(sum / count.max(1.0))
 }

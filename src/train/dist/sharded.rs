@@ -389,16 +389,6 @@ impl<'g> Sharded<'g> {
         });
         Ok(())
     }
-
-    /// Makes every unit resident (evaluation); [`Sharded::release_all`] undoes it.
-    pub fn gather_all(&mut self) -> Result<()> {
-        (0..self.units()).try_for_each(|u| self.gather(u))
-    }
-
-    /// Frees every unit again under `full`.
-    pub fn release_all(&mut self) {
-        (0..self.units()).for_each(|u| self.release(u));
-    }
 }
 
 impl PartHooks for Sharded<'_> {
