@@ -220,7 +220,7 @@ fn sigterm_to_one_rank_saves_one_checkpoint_and_resumes_on_another_world_size_an
     assert_eq!(state["world_size"], 2);
     assert_eq!(state["shards"].as_array().unwrap().len(), 2, "each rank wrote its shard");
     let first_stop = state["step"].as_u64().unwrap();
-    assert!(first_stop >= 2 && first_stop < 8, "stopped at step {first_stop}");
+    assert!((2..8).contains(&first_stop), "stopped at step {first_stop}");
 
     // Resume on 3 processes with full sharding, SIGTERM to rank 2 (to the launcher this time).
     let mut second = dist_args(&model, &out, steps, &["--shard", "full", "--save-interval", "1000"]);

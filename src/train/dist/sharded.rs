@@ -125,13 +125,10 @@ impl Layout {
     /// the mode gathers them on demand.
     pub fn resident_bytes(&self, mode: ShardMode, kind: Kind) -> i64 {
         let shard = self.shard_len * 4 * 4;
-        let params = if mode == ShardMode::Full && self.owners > 1 {
-            0
-        } else if kind == Kind::Float && self.owners == 1 {
-            0
-        } else {
-            self.total * kind.elt_size_in_bytes() as i64
-        };
+        let gathered_on_demand = mode == ShardMode::Full && self.owners > 1;
+        let views_of_masters = kind == Kind::Float && self.owners == 1;
+        let params =
+            if gathered_on_demand || views_of_masters { 0 } else { self.total * kind.elt_size_in_bytes() as i64 };
         shard + params
     }
 }
@@ -265,7 +262,7 @@ impl<'g> Sharded<'g> {
             match self.group.filter(|_| self.layout.owners > 1) {
                 Some(g) => g.all_gather(&buf, &mine.to_device(self.device).to_kind(self.kind))?.wait()?,
                 None => tch::no_grad(|| {
-                    let _ = buf.shallow_clone().copy_(&mine);
+                    buf.shallow_clone().copy_(&mine);
                 }),
             }
             buf
@@ -304,7 +301,7 @@ impl<'g> Sharded<'g> {
             for (p, at) in self.layout.offsets(&unit) {
                 let g = self.params[p].grad();
                 if g.defined() {
-                    let _ = flat.narrow(0, at, self.layout.numel(p)).copy_(&g.reshape([-1]));
+                    flat.narrow(0, at, self.layout.numel(p)).copy_(&g.reshape([-1]));
                 }
                 clear_grad(&self.params[p]);
             }
