@@ -34,6 +34,14 @@ fn launched(args: &[String], nproc: usize, extra_env: &[(&str, &str)]) -> Output
     vicuna_env(&refs, &env)
 }
 
+/// The one-process run every multi-process run is compared with, in `s/name`.
+fn one_process(s: &Scratch, model: &Path, name: &str, steps: &str, extra: &[&str]) -> std::path::PathBuf {
+    let out = s.path(name);
+    let args = dist_args(model, &out, steps, extra);
+    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "one process");
+    out
+}
+
 fn succeeded(out: &Output, what: &str) {
     assert!(out.status.success(), "{what} failed:\n{}", String::from_utf8_lossy(&out.stderr));
 }
@@ -76,12 +84,9 @@ fn assert_same_run(reference: &Path, other: &Path, what: &str, weight_tol: f64, 
 fn two_and_three_processes_train_like_one_in_every_shard_mode() {
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let one = s.path("one");
     let data = train_data();
     let eval = ["--eval-data", data.to_str().unwrap(), "--eval-interval", "2"];
-    let args = dist_args(&model, &one, "3", &eval);
-    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
-    succeeded(&vicuna_env(&refs, ONE_THREAD), "one process");
+    let one = one_process(&s, &model, "one", "3", &eval);
     let start = tensors(&model.join("model.safetensors"));
     assert!(max_diff(&weights(&one), &start) > 1e-3, "the weights moved");
     assert_eq!(metric(&one, "eval_loss").len(), 2, "evaluated at steps 2 and 3");
@@ -108,9 +113,7 @@ fn torchrun_launches_it_as_it_launches_python() {
     assert!(torchrun.exists(), "{} is missing: make test installs torch", torchrun.display());
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let one = s.path("one");
-    let args = dist_args(&model, &one, "3", &[]);
-    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "one process");
+    let one = one_process(&s, &model, "one", "3", &[]);
     let out = s.path("torchrun");
     let run = Command::new(&torchrun)
         .args(["--no-python", "--nproc-per-node", "2", "--master-port", &free_port()])
@@ -192,9 +195,7 @@ fn sigterm_to_one_rank_saves_one_checkpoint_and_resumes_on_another_world_size_an
     let s = Scratch::new();
     let model = tiny_model(&s);
     let steps = "8";
-    let reference = s.path("reference");
-    let args = dist_args(&model, &reference, steps, &[]);
-    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+    let reference = one_process(&s, &model, "reference", steps, &[]);
 
     let out = s.path("interrupted");
     let slow = [("VICUNA_TEST_STEP_DELAY_MS", "150")];
@@ -244,9 +245,7 @@ fn sigkill_of_a_rank_mid_save_resumes_from_the_previous_checkpoint() {
     let s = Scratch::new();
     let model = tiny_model(&s);
     let steps = "6";
-    let reference = s.path("reference");
-    let args = dist_args(&model, &reference, steps, &[]);
-    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+    let reference = one_process(&s, &model, "reference", steps, &[]);
     let out = s.path("killed");
     let a = dist_args(&model, &out, steps, &["--shard", "grad-op", "--save-interval", "1", "--keep-checkpoints", "10"]);
     // Saves pause after each shard file: rank 1's file of step 3 exists, the manifest does not.
@@ -380,9 +379,7 @@ fn two_nodes_train_like_one_and_a_cut_link_fails_every_rank_with_a_timeout() {
     let Some(nodes) = TwoNodes::create() else { return };
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let reference = s.path("reference");
-    let args = dist_args(&model, &reference, "3", &[]);
-    succeeded(&vicuna_env(&args.iter().map(String::as_str).collect::<Vec<_>>(), ONE_THREAD), "reference");
+    let reference = one_process(&s, &model, "reference", "3", &[]);
     let out = s.path("two-nodes");
     let args = dist_args(&model, &out, "3", &["--shard", "grad-op"]);
     let port = free_port();

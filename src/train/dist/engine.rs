@@ -68,6 +68,9 @@ fn count(tensors: &[&Tensor]) {
     COMM_BYTES.fetch_add(bytes as u64, std::sync::atomic::Ordering::Relaxed);
 }
 
+/// The shim's collectives from one tensor into another (reduce-scatter, all-gather).
+type PairCall = unsafe extern "C" fn(*mut c_void, *mut C_tensor, *mut C_tensor, *mut *mut c_void) -> *mut c_char;
+
 /// Turns the shim's returned message (NULL on success) into a result.
 fn checked(message: *mut c_char) -> std::result::Result<(), String> {
     if message.is_null() {
@@ -266,21 +269,22 @@ impl Group {
     /// and this rank's part lands in `output`.
     pub fn reduce_scatter(&self, output: &Tensor, input: &Tensor) -> Result<Pending<'_>> {
         count(&[input]);
-        let (keep, p) = handles(&[output, input]);
-        let mut work = std::ptr::null_mut();
-        // SAFETY: as above.
-        let message = unsafe { vicuna_dist_reduce_scatter(self.raw, p[0], p[1], &mut work) };
-        self.started("reduce_scatter", message, work, keep)
+        self.output_input("reduce_scatter", vicuna_dist_reduce_scatter, output, input)
     }
 
     /// Starts an all-gather: every rank's `input` concatenated in rank order into `output`.
     pub fn all_gather(&self, output: &Tensor, input: &Tensor) -> Result<Pending<'_>> {
         count(&[output]);
+        self.output_input("all_gather", vicuna_dist_all_gather, output, input)
+    }
+
+    /// Starts a collective of the shim's (output, input) shape.
+    fn output_input(&self, what: &'static str, call: PairCall, output: &Tensor, input: &Tensor) -> Result<Pending<'_>> {
         let (keep, p) = handles(&[output, input]);
         let mut work = std::ptr::null_mut();
         // SAFETY: as above.
-        let message = unsafe { vicuna_dist_all_gather(self.raw, p[0], p[1], &mut work) };
-        self.started("all_gather", message, work, keep)
+        let message = unsafe { call(self.raw, p[0], p[1], &mut work) };
+        self.started(what, message, work, keep)
     }
 
     /// Starts a broadcast of `tensor` from `root` to every rank.
