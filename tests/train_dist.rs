@@ -126,6 +126,39 @@ fn torchrun_launches_it_as_it_launches_python() {
     assert_same_run(&one, &out, "under torchrun", 1e-5, 1e-6);
 }
 
+#[test]
+fn ranks_that_see_different_data_are_refused() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let port = free_port();
+    let data = s.write(
+        "other.json",
+        &std::fs::read_to_string(train_data()).unwrap().replacen("\"value\":\"", "\"value\":\"x", 1),
+    );
+    let start = |rank: &str, data: &Path| {
+        let out = s.path("out");
+        let mut args = dist_args(&model, &out, "2", &[]);
+        let at = args.iter().position(|a| a == "--data").unwrap();
+        args[at + 1] = data.to_str().unwrap().to_string();
+        Command::new(env!("CARGO_BIN_EXE_vicuna"))
+            .args(&args)
+            .envs([("WORLD_SIZE", "2"), ("RANK", rank), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())])
+            .env("OMP_NUM_THREADS", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start("0", &train_data()), start("1", &data));
+    for (rank, child) in [(0, a), (1, b)] {
+        let run = finish(child);
+        let err = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "rank {rank} must refuse");
+        assert_no_panic(&err);
+        assert!(err.contains("rank 1 has another model, data or settings than rank 0"), "rank {rank}: {err}");
+    }
+}
+
 /// The pid of each worker of a launcher, by rank (read from their environment).
 fn workers(launcher: &Child, n: usize) -> Vec<u32> {
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -198,6 +198,17 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         shards: Vec::new(),
         files: Vec::new(),
     };
+    if let Some(g) = group {
+        // Every rank must train the same model on the same data with the same settings.
+        let key = serde_json::to_string(&state.resume_key)?;
+        let digests = g.all_gather_values(&[crc32fast::hash(key.as_bytes()) as i64])?;
+        if let Some(r) = digests.iter().position(|d| *d != digests[0]) {
+            bail!(
+                "rank {r} has another model, data or settings than rank 0 (the contents of --model and --data and the recipe must be the same on every rank; this is rank {rank})",
+                rank = env.rank
+            );
+        }
+    }
     let from = resume_point(&root, resume, group)?;
     let mut changes = Vec::new();
     let mut last_good = None;
