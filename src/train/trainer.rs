@@ -273,6 +273,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         checkpoint::save(&root, &state, &shard_state(shard, optimizer), cfg.keep_checkpoints, group, run)
     };
     let (rank, world) = (env.rank, env.world_size);
+    let mut comm_mark = comm_bytes();
 
     // Ends the run on a stop signal: a durable checkpoint of `state` (unless `done` already is one).
     let stop = |signal: i32,
@@ -317,7 +318,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         let mine: Vec<&Sample> = step_samples.iter().skip(rank).step_by(world).copied().collect();
         let slots = step_samples.len().div_ceil(world).div_ceil(cfg.micro_batch_size);
         let step_start = Instant::now();
-        let comm_start = comm_bytes();
         let mut loss_sum = 0.0;
         let mut tokens = 0;
         let mut interrupted = None;
@@ -333,6 +333,9 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
                 cfg.gradient_checkpointing,
                 &mut shard,
             )?;
+            // One slot's reductions complete before the next slot starts, so `full` never holds
+            // more than one micro-step's gradients.
+            shard.finish_reductions()?;
             crate::util::pause_for_tests("VICUNA_TEST_STEP_DELAY_MS");
             if let Some(signal) = stop_requested(group)? {
                 interrupted = Some(signal);
@@ -360,8 +363,6 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         }
         optimizer.step(&[shard.master.shallow_clone()], &[shard.grad.shallow_clone()], lr);
         shard.publish()?;
-        // Everything the step sent, the all-gather of the updated parameters included.
-        let step_comm = comm_bytes() - comm_start;
         last_loss = Some(loss);
         state.step += 1;
         state.samples_seen += step_samples.len();
@@ -384,6 +385,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
             state.best_eval_loss = Some(state.best_eval_loss.map_or(e, |b: f64| b.min(e)));
         }
         let peak = largest(group, metrics::peak_memory_bytes())?;
+        // Every byte sent since the last record (the previous step's save timer and stop flag
+        // included), so each collective is counted in exactly one step.
+        let step_comm = comm_bytes() - comm_mark;
+        comm_mark = comm_bytes();
         if let Some(log) = log.as_mut() {
             log.write(&StepMetrics {
                 step: state.step,

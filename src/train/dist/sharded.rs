@@ -133,6 +133,11 @@ impl Layout {
     }
 }
 
+/// Reductions left running while the backward goes on (the units after them keep computing):
+/// two, so a layer's communication overlaps the next layer's backward while memory holds at most
+/// three units' gradients.
+const MAX_IN_FLIGHT: usize = 2;
+
 /// A started gradient reduction and where its result goes.
 struct InFlight<'g> {
     pending: Pending<'g>,
@@ -321,18 +326,25 @@ impl<'g> Sharded<'g> {
                 self.inflight.push(InFlight { pending, result, into });
             }
         }
+        // Bounded overlap: each reduction holds its unit's full-size gradient until it completes.
+        while self.inflight.len() > MAX_IN_FLIGHT {
+            let oldest = self.inflight.remove(0);
+            Self::complete(oldest)?;
+        }
+        Ok(())
+    }
+
+    fn complete(f: InFlight) -> Result<()> {
+        f.pending.wait()?;
+        tch::no_grad(|| {
+            let _ = f.into.shallow_clone().g_add_(&f.result.to_device(f.into.device()));
+        });
         Ok(())
     }
 
     /// Waits for the started reductions and adds their results into the shard's gradient.
     pub fn finish_reductions(&mut self) -> Result<()> {
-        for f in self.inflight.drain(..) {
-            f.pending.wait()?;
-            tch::no_grad(|| {
-                let _ = f.into.shallow_clone().g_add_(&f.result.to_device(f.into.device()));
-            });
-        }
-        Ok(())
+        self.inflight.drain(..).try_for_each(Self::complete)
     }
 
     /// The 2-norm of the whole model's gradient (all ranks' shards together).
