@@ -12,11 +12,11 @@
 #      between steps, and the measured peak RSS.
 # It prints the CPU model and flags first. dist.py's docstring has the formula and the method.
 #   scripts/bench/dist.sh [WORK_DIR]      (needs ../shared beside the project root)
-# Knobs (environment): STEPS (per speed run, default 5), WARMUP (steps not timed, default 2), RUNS
+# Knobs (environment): STEPS (per speed run, default 4), WARMUP (steps not timed, default 1), RUNS
 # (runs of each configuration, default 3), GLOBAL_BATCH (samples per step, default 4), MICRO
 # (micro-batch, default 2), MEM_STEPS (default 2), MEM_LENGTH (tokens per sample in the memory
 # runs, default 128), BUILD=0 (use target/release/vicuna as it is instead of `make build`).
-# About 8 minutes on a quiet 2-core machine.
+# About 7 minutes on a quiet 2-core machine (6.5 on a 2-core AMD EPYC with AVX-512).
 set -euo pipefail
 source "$(dirname "$0")/common.sh" "${1:-}"
 ensure_corpus
