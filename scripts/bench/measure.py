@@ -4,7 +4,8 @@
 Usage: measure.py LABEL -- CMD [ARG...]
 Peak memory is the largest sum of PSS (proportional set size) over the command's whole process
 tree, sampled every 10 ms from /proc: workers forked by a process pool are counted, and pages
-they share are counted once. The largest single-process RSS is printed too."""
+they share are counted once. The largest single-process RSS is printed too.
+Other benchmarks import its functions: `tree`, `memory` and `cpu_summary` (the CPU line they print)."""
 import json
 import os
 import subprocess
@@ -43,6 +44,27 @@ def memory(pid):
     except OSError:
         pass
     return pss, rss
+
+
+def cpu_summary():
+    """The CPU model, its logical CPUs, and the instruction sets that decide CPU training speed
+    (from /proc/cpuinfo): AVX2/FMA, AVX-512 (and its bf16 and VNNI extensions), AMX."""
+    model, flags, cpus = "unknown", set(), 0
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "processor":
+                cpus += 1
+            elif key == "model name" and model == "unknown":
+                model = value.strip()
+            elif key == "flags" and not flags:
+                flags = set(value.split())
+    wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"]
+    have = [f for f in wanted if f in flags]
+    missing = [f for f in wanted if f not in flags]
+    return (f"CPU: {model}, {cpus} logical CPUs; has {' '.join(have) or 'none of'}"
+            f"{'; lacks ' + ' '.join(missing) if missing else ''}")
 
 
 def main():
