@@ -24,9 +24,9 @@ step (micro-batch MICRO), fp32, gradient checkpointing on (the default), lr cons
               reduce-scatter of 4P; nothing after the optimizer
    plus scalars: a stop flag all-reduced after each slot (8 M), the loss and token count (16),
    the gradient norm (8, grad-op and full), the largest peak memory (8), the save timer broadcast
-   (8) and the stop flag once more after the step (8). `comm_bytes` in metrics.jsonl counts only
-   the bytes from the start of the step to the loss all-reduce; the table prints that window's
-   prediction (which must equal the measurement exactly) and the whole step's.
+   (8) and the stop flag once more after the step (8). `comm_bytes` in metrics.jsonl counts every
+   byte handed to a collective since the previous step's record (so in steady state: one whole
+   step); the table prints the formula's prediction, which must equal the measurement exactly.
 2. Speed: 1 process with 2 threads against 2 processes with 1 thread each (`--nproc-per-node 2`),
    each shard mode, and two independent 1-process runs side by side (1 thread each, each on half
    the global batch, no collectives: what 2 x 1 thread could do if communication cost nothing).
@@ -203,7 +203,8 @@ def units(model):
 
 
 def predicted(mode, unit_list, n, micro, global_batch, d=4):
-    """(bytes in metrics' window, bytes of the whole step, M) for one rank, as the module doc says."""
+    """(bytes of the loop up to the loss all-reduce, bytes of the whole step, M) for one rank, as the
+    module doc says."""
     if n == 1:
         return 0, 0, -(-global_batch // micro)
     owners = 1 if mode == "none" else n
@@ -375,19 +376,15 @@ def main():
                   file=sys.stderr, flush=True)
 
     print(f"\n1. bytes handed to collectives per optimizer step by rank 0, N = 2 ranks (d = 4, fp32 model)")
-    print("   measured: comm_bytes of metrics.jsonl, which counts from the step's start to the loss all-reduce;")
-    print("   window: the formula for those collectives; step: the formula for every collective of the step")
-    print(f"{'mode':<9}{'M':>3}{'measured':>15}{'window':>15}{'':>8}{'step':>15}  not in the metric")
+    print("   measured: comm_bytes of metrics.jsonl (steady steps); predicted: the formula of the module doc;")
+    print("   of which after the optimizer: the all-gather of updated parameters (grad-op) and the scalars")
+    print(f"{'mode':<9}{'M':>3}{'measured':>15}{'predicted':>15}{'':>8}{'after the loss':>16}")
     for mode in MODES:
         window, step, m = predicted(mode, unit_list, 2, MICRO, GLOBAL_BATCH)
         comm = {c for r in results[mode] for c in r["comm"][WARMUP:]}
         measured = comm.pop() if len(comm) == 1 else None
-        match = "equal" if measured == window else f"DIFFER (steady steps: {sorted(comm)})"
-        missing = step - window
-        what = {"none": "peak max, save timer, stop flag: 24 B",
-                "grad-op": f"all-gather of the updated parameters {missing - 32:,} B + 32 B of scalars",
-                "full": "grad norm, peak max, save timer, stop flag: 32 B"}[mode]
-        print(f"{mode:<9}{m:>3}{measured if measured is not None else -1:>15,}{window:>15,}{match:>8}{step:>15,}  {what}")
+        match = "equal" if measured == step else f"DIFFER (steady steps: {sorted(comm)})"
+        print(f"{mode:<9}{m:>3}{measured if measured is not None else -1:>15,}{step:>15,}{match:>8}{step - window:>16,}")
 
     t1 = [r["tps"] for r in results["1x2"]]
     print(f"\n2. tokens/s, median (range) over {RUNS} runs; ratio = against the 1-process run of the same round; "
