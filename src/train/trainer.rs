@@ -247,6 +247,14 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     if let (Some(log), false) = (log.as_mut(), changes.is_empty()) {
         log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
     }
+    if !eval.is_empty() && state.step == 0 {
+        // The starting point, so that a run shows what fine-tuning changed.
+        let before = evaluate(model, &eval, cfg, pad_id, device, &mut shard, group)?;
+        if let Some(log) = log.as_mut() {
+            eprintln!("eval loss before training: {before:.4}");
+            log.event(&serde_json::json!({"event": "eval", "step": 0, "eval_loss": before}))?;
+        }
+    }
     let bar = match main {
         true => crate::util::progress::progress_bar(total_steps as u64, "train", "steps"),
         false => indicatif::ProgressBar::hidden(),
