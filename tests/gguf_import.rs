@@ -260,3 +260,125 @@ fn imported_config_and_tokenizer_files_describe_smollm2() {
     assert_eq!(names, ["model.safetensors"]);
     assert!(!dir.join("lm_head.weight").exists());
 }
+
+/// A GGUF file written by hand, for malformed variants: metadata strings, then tensor infos
+/// `(name, dims, type, offset)`, then `data` after 32-byte alignment.
+fn gguf_bytes(version: u32, kv: &[(&str, &str)], tensors: &[(&str, &[u64], u32, u64)], data: &[u8]) -> Vec<u8> {
+    let mut b = b"GGUF".to_vec();
+    b.extend(version.to_le_bytes());
+    b.extend((tensors.len() as u64).to_le_bytes());
+    b.extend((kv.len() as u64).to_le_bytes());
+    let string = |b: &mut Vec<u8>, s: &str| {
+        b.extend((s.len() as u64).to_le_bytes());
+        b.extend(s.as_bytes());
+    };
+    for (k, v) in kv {
+        string(&mut b, k);
+        b.extend(8u32.to_le_bytes());
+        string(&mut b, v);
+    }
+    for (name, dims, ty, offset) in tensors {
+        string(&mut b, name);
+        b.extend((dims.len() as u32).to_le_bytes());
+        dims.iter().for_each(|d| b.extend(d.to_le_bytes()));
+        b.extend(ty.to_le_bytes());
+        b.extend(offset.to_le_bytes());
+    }
+    b.resize(b.len().div_ceil(32) * 32, 0);
+    b.extend(data);
+    b
+}
+
+fn open_err(s: &Scratch, name: &str, bytes: &[u8]) -> String {
+    let path = s.write_bytes(name, bytes);
+    match Gguf::open(&path) {
+        Ok(_) => panic!("{name}: a malformed file was accepted"),
+        Err(e) => format!("{e:#}"),
+    }
+}
+
+#[test]
+fn malformed_files_give_clear_errors_without_panic_or_huge_allocation() {
+    let s = Scratch::new();
+    let good = gguf_bytes(3, &[("general.architecture", "llama")], &[("w", &[4, 2], 0, 0)], &[0u8; 32]);
+    let path = s.write_bytes("good.gguf", &good);
+    let g = Gguf::open(&path).unwrap();
+    assert_eq!(g.tensor("w").unwrap().hf_shape(), [2, 4]);
+
+    // Wrong magic, unsupported version.
+    let mut bad = good.clone();
+    bad[..4].copy_from_slice(b"GGML");
+    assert!(open_err(&s, "magic.gguf", &bad).contains("wrong magic \"GGML\""));
+    let mut bad = good.clone();
+    bad[4..8].copy_from_slice(&1u32.to_le_bytes());
+    assert!(open_err(&s, "v1.gguf", &bad).contains("GGUF version 1 is not supported"));
+
+    // Truncated anywhere: header, metadata, tensor infos, data.
+    for cut in 0..good.len() {
+        let e = open_err(&s, "cut.gguf", &good[..cut]);
+        assert!(e.contains("truncated") || e.contains("wrong magic"), "cut at {cut}: {e}");
+    }
+
+    // Absurd counts and lengths are refused before anything is allocated.
+    let mut bad = good.clone();
+    bad[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
+    assert!(open_err(&s, "tensors.gguf", &bad).contains("claims 18446744073709551615 tensors"));
+    let mut bad = good.clone();
+    bad[16..24].copy_from_slice(&(1u64 << 60).to_le_bytes());
+    assert!(open_err(&s, "kvs.gguf", &bad).contains("metadata entries"));
+    let mut bad = good.clone();
+    bad[24..32].copy_from_slice(&(1u64 << 62).to_le_bytes()); // the first key's length
+    assert!(open_err(&s, "key.gguf", &bad).contains("truncated"));
+    let array = {
+        let mut b = b"GGUF".to_vec();
+        b.extend(3u32.to_le_bytes());
+        b.extend(0u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.extend(1u64.to_le_bytes());
+        b.push(b'a');
+        b.extend(9u32.to_le_bytes());
+        b.extend(8u32.to_le_bytes());
+        b.extend((u64::MAX / 2).to_le_bytes());
+        b
+    };
+    assert!(open_err(&s, "array.gguf", &array).contains("metadata \"a\" claims 9223372036854775807 elements"));
+    let huge = gguf_bytes(3, &[], &[("w", &[1 << 32, 1 << 32, 1 << 32], 0, 0)], &[0u8; 32]);
+    assert!(open_err(&s, "dims.gguf", &huge).contains("absurd number of elements"));
+    let five = gguf_bytes(3, &[], &[("w", &[1, 1, 1, 1, 1], 0, 0)], &[0u8; 32]);
+    assert!(open_err(&s, "five.gguf", &five).contains("5 dimensions"));
+
+    // Tensor data out of bounds, misaligned, of an unknown type, or not whole blocks.
+    let oob = gguf_bytes(3, &[], &[("w", &[4, 2], 0, 64)], &[0u8; 32]);
+    assert!(open_err(&s, "oob.gguf", &oob).contains("tensor \"w\" (32 bytes at data offset 64) lies outside"));
+    let short = gguf_bytes(3, &[], &[("w", &[4, 4], 0, 0)], &[0u8; 32]);
+    assert!(open_err(&s, "short.gguf", &short).contains("lies outside"));
+    let misaligned = gguf_bytes(3, &[], &[("w", &[4], 0, 4)], &[0u8; 32]);
+    assert!(open_err(&s, "misaligned.gguf", &misaligned).contains("not aligned to 32"));
+    let unknown = gguf_bytes(3, &[], &[("w", &[32], 99, 0)], &[0u8; 64]);
+    assert!(open_err(&s, "unknown.gguf", &unknown).contains("tensor \"w\" has unknown ggml type 99"));
+    let partial = gguf_bytes(3, &[], &[("w", &[16], 8, 0)], &[0u8; 64]);
+    assert!(open_err(&s, "partial.gguf", &partial).contains("not a multiple of Q8_0's block of 32"));
+
+    // A type the reader knows but does not dequantize is named with its tensor.
+    let q5 = gguf_bytes(2, &[], &[("blk.0.attn_q.weight", &[32], 6, 0)], &[0u8; 32]);
+    let g = Gguf::open(&s.write_bytes("q5.gguf", &q5)).unwrap();
+    let e = format!("{:#}", g.dequantize("blk.0.attn_q.weight", Kind::Float).unwrap_err());
+    assert!(e.contains("tensor \"blk.0.attn_q.weight\"") && e.contains("ggml type Q5_0"), "{e}");
+
+    // Through the command: clear errors, no panic, nothing left behind.
+    let out = s.path("out");
+    let e = fails(&["model", "import", s.path("cut.gguf").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(e.contains("not a readable GGUF file"), "{e}");
+    let falcon = s.write_bytes("falcon.gguf", &gguf_bytes(3, &[("general.architecture", "falcon")], &[], &[]));
+    let e = fails(&["model", "import", falcon.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(e.contains("general.architecture is \"falcon\"; only the llama architecture"), "{e}");
+    let e = fails(&["model", "import", path.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert!(e.contains("no llama.block_count") || e.contains("no llama."), "{e}");
+    assert!(!out.exists());
+    let leftovers: Vec<_> = std::fs::read_dir(s.dir.path())
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().contains(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}

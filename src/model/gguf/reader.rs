@@ -242,7 +242,7 @@ impl Gguf {
         // Each key/value takes at least 12 bytes, each tensor info at least 24.
         if kv_count.saturating_mul(12) > c.left() || tensor_count.saturating_mul(24) > c.left() {
             bail!(
-                "the header claims {tensor_count} tensors and {kv_count} metadata entries, more than the {} bytes of the file can hold",
+                "the header claims {tensor_count} tensors and {kv_count} metadata entries, more than the {} bytes of the file can hold: it is truncated or corrupt",
                 map.len()
             );
         }
