@@ -234,20 +234,23 @@ fn read(checkpoint: &Checkpoint, name: &str, shape: &[i64], kind: Kind) -> Resul
 }
 
 /// One output tensor: `base + other` or `other - base`, the base padded with zero rows first
-/// when the vocabulary grew.
+/// when the vocabulary grew. At its peak it holds the two inputs' copies (the first one's map
+/// pages already handed back), the result being computed into one of them.
 fn compute(op: Op, base: &Checkpoint, other: &Checkpoint, item: &Item, kind: Kind) -> Result<Tensor> {
     let name = &item.name;
     let mut b = read(base, name, &item.base_shape, kind)?;
-    let o = read(other, name, &item.shape, kind)?;
+    let mut o = read(other, name, &item.shape, kind)?;
     if item.base_shape != item.shape {
         let mut extra = item.shape.clone();
         extra[0] -= item.base_shape[0];
         let zeros = Tensor::f_zeros(&extra, (kind, Device::Cpu))?;
         b = Tensor::f_cat(&[b, zeros], 0).with_context(|| format!("tensor {name}: cannot pad the base rows"))?;
     }
+    // In place, into the copy read from the map (as FastChat's `param.data += delta`): one tensor
+    // less at the peak, and the same bits as an out-of-place add.
     let out = match op {
-        Op::Apply => b.f_add(&o),
-        Op::Make => o.f_sub(&b),
+        Op::Apply => b.f_add_(&o).map(|_| b),
+        Op::Make => o.f_sub_(&b).map(|_| o),
     };
     out.with_context(|| format!("tensor {name}: cannot combine the base and delta"))
 }
