@@ -225,7 +225,7 @@ fn plan(
     Ok((items, kind))
 }
 
-/// Reads one whole tensor of `checkpoint` as `kind`, then hands its pages back.
+/// Reads one whole tensor of `checkpoint` as `kind` (a copy of its own), then hands its pages back.
 fn read(checkpoint: &Checkpoint, name: &str, shape: &[i64], kind: Kind) -> Result<Tensor> {
     let numel: i64 = shape.iter().product();
     let t = checkpoint.read_flat(name, 0, numel, kind, Device::Cpu)?;
@@ -234,25 +234,35 @@ fn read(checkpoint: &Checkpoint, name: &str, shape: &[i64], kind: Kind) -> Resul
 }
 
 /// One output tensor: `base + other` or `other - base`, the base padded with zero rows first
-/// when the vocabulary grew. At its peak it holds the two inputs' copies (the first one's map
-/// pages already handed back), the result being computed into one of them.
+/// when the vocabulary grew. The first operand is copied out of its map and the second added to
+/// (or subtracted from) it in place, read straight from its map, as FastChat's
+/// `param.data += delta`: the same bits as an out-of-place sum, and at the peak only the copy and
+/// the other tensor's file pages are resident (twice the tensor, never three or four times).
 fn compute(op: Op, base: &Checkpoint, other: &Checkpoint, item: &Item, kind: Kind) -> Result<Tensor> {
     let name = &item.name;
-    let mut b = read(base, name, &item.base_shape, kind)?;
-    let mut o = read(other, name, &item.shape, kind)?;
-    if item.base_shape != item.shape {
-        let mut extra = item.shape.clone();
-        extra[0] -= item.base_shape[0];
-        let zeros = Tensor::f_zeros(&extra, (kind, Device::Cpu))?;
-        b = Tensor::f_cat(&[b, zeros], 0).with_context(|| format!("tensor {name}: cannot pad the base rows"))?;
+    let failed = || format!("tensor {name}: cannot combine the base and delta");
+    match op {
+        Op::Apply => {
+            let mut b = read(base, name, &item.base_shape, kind)?;
+            if item.base_shape != item.shape {
+                // FastChat v0 resized the base's embeddings and zeroed the new rows: 0 + delta.
+                let mut extra = item.shape.clone();
+                extra[0] -= item.base_shape[0];
+                let zeros = Tensor::f_zeros(&extra, (kind, Device::Cpu))?;
+                b = Tensor::f_cat(&[b, zeros], 0)
+                    .with_context(|| format!("tensor {name}: cannot pad the base rows"))?;
+            }
+            other.with_tensor(name, kind, |o| b.f_add_(o).map(|_| ()).with_context(failed))?;
+            Ok(b)
+        }
+        Op::Make => {
+            let o = read(other, name, &item.shape, kind)?;
+            // Rows past the base's are the target's own (x - 0 is x, bit for bit, -0.0 included).
+            let mut head = o.f_narrow(0, 0, item.base_shape[0]).with_context(failed)?;
+            base.with_tensor(name, kind, |b| head.f_sub_(b).map(|_| ()).with_context(failed))?;
+            Ok(o)
+        }
     }
-    // In place, into the copy read from the map (as FastChat's `param.data += delta`): one tensor
-    // less at the peak, and the same bits as an out-of-place add.
-    let out = match op {
-        Op::Apply => b.f_add_(&o).map(|_| b),
-        Op::Make => o.f_sub_(&b).map(|_| o),
-    };
-    out.with_context(|| format!("tensor {name}: cannot combine the base and delta"))
 }
 
 /// The other model's config.json, with its dtype key saying what was written.

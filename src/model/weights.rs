@@ -84,6 +84,35 @@ impl Checkpoint {
         Ok(Some((e.shape.clone(), kind)))
     }
 
+    /// Calls `f` with tensor `name` as `kind` on the CPU, then hands its pages back
+    /// ([`release`](Self::release)): a view of the map when the stored kind is `kind` and the
+    /// bytes are aligned (no copy: the tensor's bytes are resident once, as file pages), a
+    /// converted copy otherwise. `f` must only read the tensor and must not keep it (nor a view of
+    /// it) past its return: the bytes belong to the map.
+    pub fn with_tensor<T>(&self, name: &str, kind: Kind, f: impl FnOnce(&Tensor) -> Result<T>) -> Result<T> {
+        let e = self
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
+        let stored = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        let bytes = &self.maps[e.shard][e.start..e.end];
+        let aligned = (bytes.as_ptr() as usize) % stored.elt_size_in_bytes() == 0;
+        let result = if aligned && stored == kind {
+            // SAFETY: the bytes hold `shape` elements of `kind` (the header said so and safetensors
+            // checked the length), are aligned, and outlive the tensor, which `f` only reads and
+            // does not keep (the contract above); nothing writes to the map meanwhile (`&self`).
+            let view = unsafe {
+                Tensor::from_blob(bytes.as_ptr(), &e.shape, &contiguous_strides(&e.shape), kind, Device::Cpu)
+            };
+            f(&view)
+        } else {
+            f(&Tensor::from_data_size(bytes, &e.shape, stored).to_kind(kind))
+        };
+        self.release(name);
+        result
+    }
+
     /// Hands the pages of tensor `name` back to the kernel once it has been read: a streaming pass
     /// over a checkpoint (`model delta`) would otherwise keep every page it touched resident and
     /// counted in its RSS until the end. The map is private and nothing wrote into it through
