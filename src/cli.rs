@@ -167,6 +167,62 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delta weights, as Vicuna was released: apply a delta to its base, or make one.
+    #[command(subcommand)]
+    Delta(DeltaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DeltaCommand {
+    /// Write base + delta (the delta's config and tokenizer), streaming tensor by tensor.
+    Apply {
+        /// The base model (e.g. LLaMA in Hugging Face layout).
+        #[arg(long)]
+        base: PathBuf,
+        /// The delta weights (e.g. a Vicuna delta), made against that base.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Output directory for the target model (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+    /// Write target - base (the target's config and tokenizer), streaming tensor by tensor.
+    Make {
+        /// The base model the delta is taken against.
+        #[arg(long)]
+        base: PathBuf,
+        /// The fine-tuned model.
+        #[arg(long)]
+        target: PathBuf,
+        /// Output directory for the delta (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+}
+
+/// How `model delta` computes and writes.
+#[derive(Args)]
+pub struct DeltaWrite {
+    /// Compute and save in this dtype (FastChat uses fp16); default: the inputs' dtype.
+    #[arg(long, value_enum)]
+    pub dtype: Option<Dtype>,
+    /// Largest safetensors shard of the output (e.g. 5GB, 500MB): the peak memory is about one.
+    #[arg(long, default_value = "5GB", value_parser = shard_size)]
+    pub max_shard_size: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DeltaWrite {
+    /// The library's options.
+    pub fn options(&self) -> vicuna::model::delta::DeltaOptions {
+        vicuna::model::delta::DeltaOptions { kind: self.dtype.map(Dtype::kind), max_shard_bytes: self.max_shard_size }
+    }
 }
 
 #[derive(Args)]
