@@ -24,6 +24,13 @@ cuda_stamp="$venv/.vicuna-setup-cuda-headers"
 sky_pkgs=(skypilot==0.14.1)
 sky_venv="$venv/skypilot"
 sky_stamp="$venv/.vicuna-setup-skypilot"
+# The references the GGUF export is checked against (tests/gguf_export.rs): the `gguf` package's reader
+# and quantizers, and llama.cpp itself through llama-cpp-python, compiled from source (about 3.5 minutes
+# on 2 cores). The build is portable: llama.cpp's default native build segfaults at the first
+# evaluation on CPUs that advertise AMX (DESIGN.md, "Verified building blocks").
+gguf_export_pkgs=(gguf==0.19.0 llama-cpp-python==0.3.36)
+gguf_export_cmake="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+gguf_export_stamp="$venv/.vicuna-setup-gguf-export"
 
 if [ ! -f /usr/include/gloo/config.h ]; then
   echo "setup: installing Debian's libgloo-dev (Gloo's headers, for the c10d shim)" >&2
@@ -37,7 +44,8 @@ fi
 
 if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
   && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
-  && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ]; then
+  && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ] \
+  && [ -f "$gguf_export_stamp" ] && [ "$(cat "$gguf_export_stamp")" = "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
@@ -76,4 +84,13 @@ if [ ! -f "$sky_stamp" ] || [ "$(cat "$sky_stamp")" != "${sky_pkgs[*]}" ]; then
   "$sky_venv/bin/python" -W ignore -c "import importlib.metadata as m
 assert m.version('skypilot') == '0.14.1', m.version('skypilot')"
   echo "${sky_pkgs[*]}" > "$sky_stamp"
+fi
+if [ ! -f "$gguf_export_stamp" ] || [ "$(cat "$gguf_export_stamp")" != "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
+  echo "setup: installing ${gguf_export_pkgs[*]} into $venv (llama.cpp builds from source: about 4 minutes the first time)" >&2
+  rm -f "$gguf_export_stamp"
+  CMAKE_ARGS="$gguf_export_cmake" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+    "${gguf_export_pkgs[@]}"
+  "$venv/bin/python" -W ignore -c "import gguf, llama_cpp, importlib.metadata as m
+assert m.version('gguf') == '0.19.0', m.version('gguf')"
+  echo "${gguf_export_pkgs[*]} $gguf_export_cmake" > "$gguf_export_stamp"
 fi

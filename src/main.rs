@@ -70,6 +70,14 @@ fn run(cli: Cli) -> Result<()> {
             vicuna::model::weights::init_model(config, seed, dtype.kind(), max_shard_size, &tokenizer, &output)?;
             println!("wrote a {params}-parameter {preset:?} model to {}", output.display());
         }
+        Command::Model(ModelCommand::Export { dir, output, outtype, json }) => {
+            let exported = vicuna::model::gguf_export::export(&dir, &output, outtype)?;
+            if json {
+                println!("{}", serde_json::to_string(&exported)?);
+            } else {
+                println!("wrote {} ({exported})", output.display());
+            }
+        }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
             let inspection = vicuna::model::weights::inspect(&dir)?;
             if json {
