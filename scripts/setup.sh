@@ -3,7 +3,8 @@
 # shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
 # packages it saves and loads checkpoints with), plus SkyPilot in an environment of its own
-# (`.venv/skypilot`, for checking the task files in scripts/sky/), and prints nothing else of note when
+# (`.venv/skypilot`, for checking the task files in scripts/sky/), and the GGUF references (`gguf` and llama.cpp
+# through `llama-cpp-python`, built portable from source), and prints nothing else of note when
 # they are already there. Idempotent: one stamp file per step records what was installed, so an environment made before
 # the reference step was added only gets that delta, and a second run costs well under a second.
 set -euo pipefail
