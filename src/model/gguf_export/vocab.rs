@@ -23,6 +23,9 @@ const BYTE: i32 = 6;
 /// `llama-bpe`.
 const LLAMA3_REGEX: &str = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
+/// GPT-2's pre-tokenizer regex (what ByteLevel splits with when `use_regex` is set).
+const GPT2_REGEX: &str = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)";
+
 /// The `tokenizer.*` metadata of the model in `dir`, for a model of `vocab_size` ids whose
 /// config names `bos`/`eos` ids (used when tokenizer_config.json does not name them).
 pub fn metadata(dir: &Path, vocab_size: usize, bos: Option<u32>, eos: Option<u32>) -> Result<Vec<(String, Value)>> {
@@ -187,30 +190,28 @@ fn merges(v: &Json) -> Result<Vec<String>> {
         .collect()
 }
 
-/// The name llama.cpp gives a byte-level pre-tokenizer (`tokenizer.ggml.pre`): `gpt-2` for plain
-/// ByteLevel with GPT-2's regex, `llama-bpe` for Llama 3's split, `smollm` for individual digits
-/// then GPT-2's regex (SmolLM, StarCoder). `None` for any other, which llama.cpp would split
-/// differently.
+/// The name llama.cpp gives a byte-level pre-tokenizer (`tokenizer.ggml.pre`): `gpt-2` for
+/// GPT-2's regex, `llama-bpe` for Llama 3's split, `smollm` for individual digits then GPT-2's
+/// regex (SmolLM, StarCoder), each in either spelling tokenizer.json allows (ByteLevel splitting
+/// with its built-in regex, or explicit `Split`s before a ByteLevel that does not). `None` for any
+/// other, which llama.cpp would split differently.
 fn pre_tokenizer_name(pre: &Json) -> Option<&'static str> {
     let byte_level =
         |p: &Json, regex: bool| p["type"] == "ByteLevel" && p["use_regex"].as_bool().unwrap_or(true) == regex;
+    let split = |p: &Json, regex: &str| {
+        p["type"] == "Split" && p["pattern"]["Regex"] == regex && p["behavior"] == "Isolated" && p["invert"] != true
+    };
+    let digits =
+        |p: &Json| (p["type"] == "Digits" && p["individual_digits"].as_bool() == Some(true)) || split(p, "\\p{N}");
     if byte_level(pre, true) {
         return Some("gpt-2");
     }
     let parts: Vec<&Json> = pre["pretokenizers"].as_array()?.iter().collect();
     match parts.as_slice() {
-        [split, bl]
-            if split["type"] == "Split" && split["pattern"]["Regex"] == LLAMA3_REGEX && byte_level(bl, false) =>
-        {
-            Some("llama-bpe")
-        }
-        [digits, bl]
-            if digits["type"] == "Digits"
-                && digits["individual_digits"].as_bool() == Some(true)
-                && byte_level(bl, true) =>
-        {
-            Some("smollm")
-        }
+        [s, bl] if split(s, LLAMA3_REGEX) && byte_level(bl, false) => Some("llama-bpe"),
+        [s, bl] if split(s, GPT2_REGEX) && byte_level(bl, false) => Some("gpt-2"),
+        [d, bl] if digits(d) && byte_level(bl, true) => Some("smollm"),
+        [d, s, bl] if digits(d) && split(s, GPT2_REGEX) && byte_level(bl, false) => Some("smollm"),
         _ => None,
     }
 }
