@@ -75,7 +75,7 @@ fn run(cli: Cli) -> Result<()> {
             if json {
                 println!("{}", serde_json::to_string(&exported)?);
             } else {
-                println!("wrote {} ({exported})", output.display());
+                println!("wrote {}: {exported}", output.display());
             }
         }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
