@@ -3,8 +3,9 @@
 # shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
 # packages it saves and loads checkpoints with) and the `gguf` package (the reference of `model import`), plus SkyPilot in an environment of its own
-# (`.venv/skypilot`, for checking the task files in scripts/sky/) and FastChat's delta scripts in two
-# more (`.venv/fastchat`, `.venv/fastchat-v0`, the reference of `vicuna model delta`), and prints nothing else of note when
+# (`.venv/skypilot`, for checking the task files in scripts/sky/), FastChat's delta scripts in two
+# more (`.venv/fastchat`, `.venv/fastchat-v0`, the reference of `vicuna model delta`), and the GGUF export references (`gguf` and llama.cpp
+# through `llama-cpp-python`, built portable from source), and prints nothing else of note when
 # they are already there. Idempotent: one stamp file per step records what was installed, so an environment made before
 # the reference step was added only gets that delta, and a second run costs well under a second.
 set -euo pipefail
@@ -38,6 +39,13 @@ gguf_stamp="$venv/.vicuna-setup-gguf"
 # nothing here serves. So `pip check` stays clean in this environment, not in those two.
 fastchat_pkgs=(fschat==0.2.36 fschat==0.1.10 accelerate==1.15.0)
 fastchat_stamp="$venv/.vicuna-setup-fastchat"
+# The references the GGUF export is checked against (tests/gguf_export.rs): the `gguf` package's reader
+# and quantizers, and llama.cpp itself through llama-cpp-python, compiled from source (about 3.5 minutes
+# on 2 cores). The build is portable: llama.cpp's default native build segfaults at the first
+# evaluation on CPUs that advertise AMX (DESIGN.md, "Verified building blocks").
+gguf_export_pkgs=(gguf==0.19.0 llama-cpp-python==0.3.36)
+gguf_export_cmake="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+gguf_export_stamp="$venv/.vicuna-setup-gguf-export"
 
 if [ ! -f /usr/include/gloo/config.h ]; then
   echo "setup: installing Debian's libgloo-dev (Gloo's headers, for the c10d shim)" >&2
@@ -53,7 +61,8 @@ if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")"
   && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
   && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ] \
   && [ -f "$gguf_stamp" ] && [ "$(cat "$gguf_stamp")" = "${gguf_pkgs[*]}" ] \
-  && [ -f "$fastchat_stamp" ] && [ "$(cat "$fastchat_stamp")" = "${fastchat_pkgs[*]}" ]; then
+  && [ -f "$fastchat_stamp" ] && [ "$(cat "$fastchat_stamp")" = "${fastchat_pkgs[*]}" ] \
+  && [ -f "$gguf_export_stamp" ] && [ "$(cat "$gguf_export_stamp")" = "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
@@ -118,4 +127,13 @@ if [ ! -f "$fastchat_stamp" ] || [ "$(cat "$fastchat_stamp")" != "${fastchat_pkg
 assert m.version('fschat') == '${fschat#fschat==}', m.version('fschat')"
   done
   echo "${fastchat_pkgs[*]}" > "$fastchat_stamp"
+fi
+if [ ! -f "$gguf_export_stamp" ] || [ "$(cat "$gguf_export_stamp")" != "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
+  echo "setup: installing ${gguf_export_pkgs[*]} into $venv (llama.cpp builds from source: about 4 minutes the first time)" >&2
+  rm -f "$gguf_export_stamp"
+  CMAKE_ARGS="$gguf_export_cmake" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+    "${gguf_export_pkgs[@]}"
+  "$venv/bin/python" -W ignore -c "import gguf, llama_cpp, importlib.metadata as m
+assert m.version('gguf') == '0.19.0', m.version('gguf')"
+  echo "${gguf_export_pkgs[*]} $gguf_export_cmake" > "$gguf_export_stamp"
 fi

@@ -22,6 +22,7 @@ use vicuna::infer::engine::Engine;
 use vicuna::infer::generate::Sampling;
 use vicuna::model::config::Preset;
 use vicuna::model::device::{parse_device, Dtype};
+use vicuna::model::gguf_export::OutType;
 
 /// A clap value parser for a finite number within `min` and `max`. Every float flag goes through
 /// it, so NaN, infinities and out-of-range values are refused when the command line is parsed,
@@ -155,6 +156,20 @@ pub enum ModelCommand {
         /// Largest safetensors shard (e.g. 5GB, 500MB).
         #[arg(long, default_value = "5GB", value_parser = shard_size)]
         max_shard_size: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a model as one GGUF file for llama.cpp (llama metadata, tokenizer, chat template).
+    Export {
+        /// Model directory (config.json, safetensors, tokenizer.json).
+        dir: PathBuf,
+        /// Output .gguf file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Type of the weight matrices (norms stay F32; q8_0 writes F16 where rows are not a multiple of 32).
+        #[arg(long, value_enum, default_value_t = OutType::F16)]
+        outtype: OutType,
         /// Print the summary as JSON.
         #[arg(long)]
         json: bool,

@@ -73,6 +73,14 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(ModelCommand::Import { input, output, dtype, max_shard_size, json }) => {
             print(json, &vicuna::model::gguf::import::import(&input, &output, dtype.kind(), max_shard_size)?)?;
         }
+        Command::Model(ModelCommand::Export { dir, output, outtype, json }) => {
+            let exported = vicuna::model::gguf_export::export(&dir, &output, outtype)?;
+            if json {
+                println!("{}", serde_json::to_string(&exported)?);
+            } else {
+                println!("wrote {}: {exported}", output.display());
+            }
+        }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
             let inspection = vicuna::model::weights::inspect(&dir)?;
             if json {
