@@ -2,7 +2,7 @@
 # Installs Debian's libgloo-dev (the declarations of the Gloo engine inside libtorch_cpu, which the c10d
 # shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
-# packages it saves and loads checkpoints with), plus SkyPilot in an environment of its own
+# packages it saves and loads checkpoints with) and the `gguf` package (the reference of `model import`), plus SkyPilot in an environment of its own
 # (`.venv/skypilot`, for checking the task files in scripts/sky/) and FastChat's delta scripts in two
 # more (`.venv/fastchat`, `.venv/fastchat-v0`, the reference of `vicuna model delta`), and prints nothing else of note when
 # they are already there. Idempotent: one stamp file per step records what was installed, so an environment made before
@@ -25,6 +25,10 @@ cuda_stamp="$venv/.vicuna-setup-cuda-headers"
 sky_pkgs=(skypilot==0.14.1)
 sky_venv="$venv/skypilot"
 sky_stamp="$venv/.vicuna-setup-skypilot"
+# The `gguf` package (llama.cpp's own GGUF reader, writer and dequantizer), the reference of
+# `vicuna model import` (scripts/fixtures/gguf_reference.py); it needs nothing beyond numpy and pyyaml.
+gguf_pkgs=(gguf==0.19.0)
+gguf_stamp="$venv/.vicuna-setup-gguf"
 # FastChat's delta scripts, the reference of `vicuna model delta` (scripts/fixtures/fastchat_delta.py):
 # fschat 0.2.36 (apply_delta/make_delta as they are now) and 0.1.10 (the v0 scripts that grew the
 # vocabulary by a pad token), each in an environment of its own inside this one, since both are the
@@ -49,6 +53,7 @@ fi
 if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
   && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
   && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ] \
+  && [ -f "$gguf_stamp" ] && [ "$(cat "$gguf_stamp")" = "${gguf_pkgs[*]}" ] \
   && [ -f "$fastchat_stamp" ] && [ "$(cat "$fastchat_stamp")" = "${fastchat_pkgs[*]}" ]; then
   exit 0
 fi
@@ -88,6 +93,14 @@ if [ ! -f "$sky_stamp" ] || [ "$(cat "$sky_stamp")" != "${sky_pkgs[*]}" ]; then
   "$sky_venv/bin/python" -W ignore -c "import importlib.metadata as m
 assert m.version('skypilot') == '0.14.1', m.version('skypilot')"
   echo "${sky_pkgs[*]}" > "$sky_stamp"
+fi
+if [ ! -f "$gguf_stamp" ] || [ "$(cat "$gguf_stamp")" != "${gguf_pkgs[*]}" ]; then
+  echo "setup: installing ${gguf_pkgs[*]} into $venv" >&2
+  rm -f "$gguf_stamp"
+  "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "${gguf_pkgs[@]}"
+  "$venv/bin/python" -W ignore -c "import importlib.metadata as m
+assert m.version('gguf') == '0.19.0', m.version('gguf')"
+  echo "${gguf_pkgs[*]}" > "$gguf_stamp"
 fi
 if [ ! -f "$fastchat_stamp" ] || [ "$(cat "$fastchat_stamp")" != "${fastchat_pkgs[*]}" ]; then
   echo "setup: installing FastChat's delta scripts (${fastchat_pkgs[*]}) into $venv/fastchat and $venv/fastchat-v0" >&2

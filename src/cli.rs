@@ -141,6 +141,24 @@ pub enum ModelCommand {
         #[arg(long, default_value = "5GB", value_parser = shard_size)]
         max_shard_size: usize,
     },
+    /// Convert a llama.cpp GGUF file (llama architecture) into a Hugging Face directory with its
+    /// tokenizer: weights dequantized exactly, Q/K rows back in HF order, config from the metadata.
+    Import {
+        /// The .gguf file.
+        input: PathBuf,
+        /// Output directory (must not exist, or be empty); written atomically.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Weight format on disk.
+        #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
+        dtype: Dtype,
+        /// Largest safetensors shard (e.g. 5GB, 500MB).
+        #[arg(long, default_value = "5GB", value_parser = shard_size)]
+        max_shard_size: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a model's config, parameter count and tensors.
     Inspect {
         /// Model directory.

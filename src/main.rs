@@ -70,6 +70,9 @@ fn run(cli: Cli) -> Result<()> {
             vicuna::model::weights::init_model(config, seed, dtype.kind(), max_shard_size, &tokenizer, &output)?;
             println!("wrote a {params}-parameter {preset:?} model to {}", output.display());
         }
+        Command::Model(ModelCommand::Import { input, output, dtype, max_shard_size, json }) => {
+            print(json, &vicuna::model::gguf::import::import(&input, &output, dtype.kind(), max_shard_size)?)?;
+        }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
             let inspection = vicuna::model::weights::inspect(&dir)?;
             if json {
