@@ -34,10 +34,11 @@ gguf_stamp="$venv/.vicuna-setup-gguf"
 # fschat 0.2.36 (apply_delta/make_delta as they are now) and 0.1.10 (the v0 scripts that grew the
 # vocabulary by a pad token), each in an environment of its own inside this one, since both are the
 # package `fastchat`. Each borrows torch, transformers and the rest from this environment through a
-# .pth file and adds only fschat and accelerate (which fastchat.model imports), without fschat's
-# serving dependencies: fschat's markdown2[all] pulls wavedrom, whose sdist no longer builds, and
-# nothing here serves. So `pip check` stays clean in this environment, not in those two.
-fastchat_pkgs=(fschat==0.2.36 fschat==0.1.10 accelerate==1.15.0)
+# .pth file and adds only fschat, accelerate (without their dependencies) and what fastchat.model
+# imports that nothing pinned here brings (psutil, requests), not fschat's serving dependencies:
+# its markdown2[all] pulls wavedrom, whose sdist no longer builds, and nothing here serves. So
+# `pip check` stays clean in this environment, not in those two.
+fastchat_pkgs=(fschat==0.2.36 fschat==0.1.10 accelerate==1.15.0 psutil==7.2.2 requests==2.34.2)
 fastchat_stamp="$venv/.vicuna-setup-fastchat"
 # The references the GGUF export is checked against (tests/gguf_export.rs): the `gguf` package's reader
 # and quantizers, and llama.cpp itself through llama-cpp-python, compiled from source (about 3.5 minutes
@@ -123,6 +124,7 @@ if [ ! -f "$fastchat_stamp" ] || [ "$(cat "$fastchat_stamp")" != "${fastchat_pkg
     env_site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
     echo "$site" > "$env_site/vicuna-project-venv.pth"
     "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$fschat" "${fastchat_pkgs[2]}"
+    "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check "${fastchat_pkgs[@]:3}"
     "$env_dir/bin/python" -W ignore -c "import importlib.metadata as m, fastchat.model.apply_delta, fastchat.model.make_delta
 assert m.version('fschat') == '${fschat#fschat==}', m.version('fschat')"
   done

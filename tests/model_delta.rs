@@ -290,6 +290,19 @@ fn mismatched_inputs_are_refused_naming_the_tensor_and_leave_no_output() {
     let err = delta_fails(&["apply", "--base", s(&base), "--delta", s(&half), "-o", s(&out), "--dtype", "fp16"]);
     assert!(err.contains("not empty"), "{err}");
     assert_no_panic(&err);
+    // A zero shard size is refused when the command line is parsed, naming the flag.
+    let err = delta_fails(&[
+        "make",
+        "--base",
+        s(&base),
+        "--target",
+        s(&half),
+        "-o",
+        s(&sc.path("o3")),
+        "--max-shard-size",
+        "0",
+    ]);
+    assert!(err.contains("--max-shard-size") && !sc.path("o3").exists(), "{err}");
     // Not a model directory.
     let err = delta_fails(&["apply", "--base", s(&sc.path("nowhere")), "--delta", s(&half), "-o", s(&sc.path("o2"))]);
     assert!(err.contains("--base") && err.contains("nowhere"), "{err}");

@@ -2,7 +2,8 @@
 //! temporary file beside the target, is flushed and fsynced, then renamed over the target, so an
 //! interrupted or failed run never leaves half-written output (DESIGN.md, "Conventions"). Before
 //! anything is written, [`ensure_distinct`] refuses an output that is one of the inputs or another
-//! output, so no command ever replaces the data it reads.
+//! output, so no command ever replaces the data it reads. A whole output directory (a model) is
+//! written the same way by [`write_dir`]: filled under a temporary name, then renamed.
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
