@@ -24,7 +24,7 @@ models: build
 build: setup
 	$(CARGO) build --release --locked
 
-demo: build
+demo: build models
 	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
 
 # Tiny random Llama checkpoints and transformers' outputs for them, and FastChat's delta weights
