@@ -268,6 +268,30 @@ fn the_real_smollm2_model_exports_and_llama_cpp_agrees() {
 }
 
 #[test]
+fn rope_scaling_reaches_llama_cpp() {
+    let s = Scratch::new();
+    let linear = tiny_model_named(&s, "linear", 1);
+    set_config(&linear, "rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 4.0}));
+    let f = &read(&s, &export(&s, &linear, "f32"), &linear)["fields"];
+    assert_eq!(f["llama.rope.scaling.type"], "linear");
+    assert_eq!(f["llama.rope.scaling.factor"], 4.0);
+    assert_llama_cpp_agrees(&s, &linear, "chatml", "linear rope scaling");
+
+    // Llama 3.1's scaling, with an original context short enough that most frequencies change.
+    let llama3 = tiny_model_named(&s, "llama3", 1);
+    let scaling = serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+    set_config(&llama3, "rope_scaling", scaling);
+    let r = read(&s, &export(&s, &llama3, "f32"), &llama3);
+    let freqs = r["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "rope_freqs.weight").expect("rope_freqs");
+    let values: Vec<f64> = serde_json::from_value(freqs["values"].clone()).unwrap();
+    assert_eq!(values.len(), 8, "one factor per rotated pair (head_dim 16)");
+    assert_eq!(values[0], 1.0, "the highest frequency is kept");
+    assert_eq!(values[7], 8.0, "the lowest is divided by the factor");
+    assert_llama_cpp_agrees(&s, &llama3, "chatml", "llama3 rope scaling");
+}
+
+#[test]
 fn tied_embeddings_stay_tied() {
     let s = Scratch::new();
     let model = tiny_model(&s);
