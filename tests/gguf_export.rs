@@ -268,6 +268,73 @@ fn the_real_smollm2_model_exports_and_llama_cpp_agrees() {
 }
 
 #[test]
+fn rope_scaling_reaches_llama_cpp() {
+    let s = Scratch::new();
+    let linear = tiny_model_named(&s, "linear", 1);
+    set_config(&linear, "rope_scaling", serde_json::json!({"rope_type": "linear", "factor": 4.0}));
+    let f = &read(&s, &export(&s, &linear, "f32"), &linear)["fields"];
+    assert_eq!(f["llama.rope.scaling.type"], "linear");
+    assert_eq!(f["llama.rope.scaling.factor"], 4.0);
+    assert_llama_cpp_agrees(&s, &linear, "chatml", "linear rope scaling");
+
+    // Llama 3.1's scaling, with an original context short enough that most frequencies change.
+    let llama3 = tiny_model_named(&s, "llama3", 1);
+    let scaling = serde_json::json!({"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+        "high_freq_factor": 4.0, "original_max_position_embeddings": 64});
+    set_config(&llama3, "rope_scaling", scaling);
+    let r = read(&s, &export(&s, &llama3, "f32"), &llama3);
+    let freqs = r["tensors"].as_array().unwrap().iter().find(|t| t["name"] == "rope_freqs.weight").expect("rope_freqs");
+    let values: Vec<f64> = serde_json::from_value(freqs["values"].clone()).unwrap();
+    assert_eq!(values.len(), 8, "one factor per rotated pair (head_dim 16)");
+    assert_eq!(values[0], 1.0, "the highest frequency is kept");
+    assert_eq!(values[7], 8.0, "the lowest is divided by the factor");
+    assert_llama_cpp_agrees(&s, &llama3, "chatml", "llama3 rope scaling");
+}
+
+/// `vicuna model import` of `file` into `s`, as fp32.
+fn import(s: &Scratch, file: &Path, name: &str) -> PathBuf {
+    let dir = s.path(name);
+    ok(&["model", "import", file.to_str().unwrap(), "-o", dir.to_str().unwrap(), "--dtype", "fp32"]);
+    dir
+}
+
+#[test]
+fn export_then_import_gives_the_model_back() {
+    let s = Scratch::new();
+    for (model, what) in
+        [(tiny_model(&s), "byte-level BPE"), (tiny_with(&s, "llama2", &real_tokenizer("llama2")), "Llama-2")]
+    {
+        let original = tensors(&model.join("model.safetensors"));
+        let first = export(&s, &model, "f32");
+        let back = import(&s, &first, &format!("{what}-back"));
+        let again = tensors(&back.join("model.safetensors"));
+        assert_eq!(original.keys().collect::<Vec<_>>(), again.keys().collect::<Vec<_>>(), "{what}: tensor names");
+        for (name, t) in &original {
+            assert!(t.equal(&again[name]), "{what}: {name} changed in the f32 round trip");
+        }
+        // The tokenizer survives: exporting the imported model writes the same tokenizer metadata
+        // (scores aside: the export derives them from the merge order, which the import may
+        // spell differently), and llama.cpp tokenizes with it as the original tokenizer does.
+        let second = export(&s, &back, "f32");
+        let (a, b) = (read(&s, &first, &model), read(&s, &second, &back));
+        for (key, value) in a["fields"].as_object().unwrap() {
+            if key.starts_with("tokenizer.") && key != "tokenizer.ggml.scores" {
+                assert!(&b["fields"][key] == value, "{what}: {key} differs after export, import, export");
+            }
+        }
+        assert_same_tokens(&s, &model, &second, &format!("{what} after export, import, export"));
+        // Q8_0 comes back within its quantization error.
+        let q8 = import(&s, &export(&s, &model, "q8_0"), &format!("{what}-q8"));
+        let q8 = tensors(&q8.join("model.safetensors"));
+        for (name, t) in &original {
+            let bound = t.abs().max().double_value(&[]) * (0.5 / 127.0 + 1.0 / 2048.0);
+            let diff = (t - &q8[name]).abs().max().double_value(&[]);
+            assert!(diff <= bound, "{what}: {name} is off by {diff} after a q8_0 round trip (bound {bound})");
+        }
+    }
+}
+
+#[test]
 fn tied_embeddings_stay_tied() {
     let s = Scratch::new();
     let model = tiny_model(&s);
