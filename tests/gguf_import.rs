@@ -382,3 +382,31 @@ fn malformed_files_give_clear_errors_without_panic_or_huge_allocation() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// llama.cpp's ids for 2,400 varied texts on SmolLM2's tokenizer (code, CJK, emoji, whitespace
+/// runs, ChatML with its special tokens, broken special tokens, random code points), made by
+/// scripts/fixtures/make_llamacpp_tokens.sh with llama-cpp-python and committed.
+#[test]
+fn imported_tokenizer_gives_llama_cpp_ids_on_2400_texts() {
+    use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
+    let tok = Tokenizer::load(imported(), &SpecialOverrides::default()).unwrap();
+    let golden = std::fs::read_to_string(repo().join("tests/golden/smollm2_llamacpp_tokens.jsonl")).unwrap();
+    let (mut n, mut wrong) = (0, Vec::new());
+    for line in golden.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = r["text"].as_str().unwrap();
+        let want: Vec<u32> = serde_json::from_value(r["ids"].clone()).unwrap();
+        let got = tok.encode(text).unwrap().ids;
+        if got != want {
+            wrong.push(format!("{text:?}: ours {got:?}, llama.cpp {want:?}"));
+        }
+        n += 1;
+    }
+    assert!(n >= 2000, "only {n} golden texts");
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} texts tokenize differently:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(5)].join("\n")
+    );
+}
