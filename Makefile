@@ -24,14 +24,15 @@ models: build
 build: setup
 	$(CARGO) build --release --locked
 
-demo: build
+demo: build models
 	bash scripts/demo.sh target/release/vicuna $(DEMO_OUT)
 
-# Tiny random Llama checkpoints and transformers' outputs for them (git-ignored, rebuilt when the
-# script changes).
+# Tiny random Llama checkpoints and transformers' outputs for them, and FastChat's delta weights
+# on such checkpoints (git-ignored, rebuilt when the scripts change).
 fixtures: setup
 	@bash scripts/fixtures/make_llama_fixtures.sh
 	@bash scripts/fixtures/make_gguf_fixtures.sh
+	@bash scripts/fixtures/make_delta_fixtures.sh
 
 test: setup tokenizers fixtures models
 	$(CARGO) test --release --locked --no-fail-fast

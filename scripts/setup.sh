@@ -3,7 +3,9 @@
 # shim in src/train/dist/ is compiled against) and creates the project's virtual environment with libtorch (PyPI `torch==2.13.0`, the version tch 0.26
 # binds) and the pinned Python reference the model tests compare against (`transformers==5.23.0` and the
 # packages it saves and loads checkpoints with) and the `gguf` package (the reference of `model import`), plus SkyPilot in an environment of its own
-# (`.venv/skypilot`, for checking the task files in scripts/sky/), and prints nothing else of note when
+# (`.venv/skypilot`, for checking the task files in scripts/sky/), FastChat's delta scripts in two
+# more (`.venv/fastchat`, `.venv/fastchat-v0`, the reference of `vicuna model delta`), and the GGUF export references (`gguf` and llama.cpp
+# through `llama-cpp-python`, built portable from source), and prints nothing else of note when
 # they are already there. Idempotent: one stamp file per step records what was installed, so an environment made before
 # the reference step was added only gets that delta, and a second run costs well under a second.
 set -euo pipefail
@@ -28,6 +30,23 @@ sky_stamp="$venv/.vicuna-setup-skypilot"
 # `vicuna model import` (scripts/fixtures/gguf_reference.py); it needs nothing beyond numpy and pyyaml.
 gguf_pkgs=(gguf==0.19.0)
 gguf_stamp="$venv/.vicuna-setup-gguf"
+# FastChat's delta scripts, the reference of `vicuna model delta` (scripts/fixtures/fastchat_delta.py):
+# fschat 0.2.36 (apply_delta/make_delta as they are now) and 0.1.10 (the v0 scripts that grew the
+# vocabulary by a pad token), each in an environment of its own inside this one, since both are the
+# package `fastchat`. Each borrows torch, transformers and the rest from this environment through a
+# .pth file and adds only fschat, accelerate (without their dependencies) and what fastchat.model
+# imports that nothing pinned here brings (psutil, requests), not fschat's serving dependencies:
+# its markdown2[all] pulls wavedrom, whose sdist no longer builds, and nothing here serves. So
+# `pip check` stays clean in this environment, not in those two.
+fastchat_pkgs=(fschat==0.2.36 fschat==0.1.10 accelerate==1.15.0 psutil==7.2.2 requests==2.34.2)
+fastchat_stamp="$venv/.vicuna-setup-fastchat"
+# The references the GGUF export is checked against (tests/gguf_export.rs): the `gguf` package's reader
+# and quantizers, and llama.cpp itself through llama-cpp-python, compiled from source (about 3.5 minutes
+# on 2 cores). The build is portable: llama.cpp's default native build segfaults at the first
+# evaluation on CPUs that advertise AMX (DESIGN.md, "Verified building blocks").
+gguf_export_pkgs=(gguf==0.19.0 llama-cpp-python==0.3.36)
+gguf_export_cmake="-DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF"
+gguf_export_stamp="$venv/.vicuna-setup-gguf-export"
 
 if [ ! -f /usr/include/gloo/config.h ]; then
   echo "setup: installing Debian's libgloo-dev (Gloo's headers, for the c10d shim)" >&2
@@ -42,7 +61,9 @@ fi
 if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
   && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
   && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ] \
-  && [ -f "$gguf_stamp" ] && [ "$(cat "$gguf_stamp")" = "${gguf_pkgs[*]}" ]; then
+  && [ -f "$gguf_stamp" ] && [ "$(cat "$gguf_stamp")" = "${gguf_pkgs[*]}" ] \
+  && [ -f "$fastchat_stamp" ] && [ "$(cat "$fastchat_stamp")" = "${fastchat_pkgs[*]}" ] \
+  && [ -f "$gguf_export_stamp" ] && [ "$(cat "$gguf_export_stamp")" = "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
   exit 0
 fi
 python="${PYTHON:-python3}"
@@ -89,4 +110,32 @@ if [ ! -f "$gguf_stamp" ] || [ "$(cat "$gguf_stamp")" != "${gguf_pkgs[*]}" ]; th
   "$venv/bin/python" -W ignore -c "import importlib.metadata as m
 assert m.version('gguf') == '0.19.0', m.version('gguf')"
   echo "${gguf_pkgs[*]}" > "$gguf_stamp"
+fi
+if [ ! -f "$fastchat_stamp" ] || [ "$(cat "$fastchat_stamp")" != "${fastchat_pkgs[*]}" ]; then
+  echo "setup: installing FastChat's delta scripts (${fastchat_pkgs[*]}) into $venv/fastchat and $venv/fastchat-v0" >&2
+  rm -f "$fastchat_stamp"
+  site="$("$venv/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+  for spec in "fastchat ${fastchat_pkgs[0]}" "fastchat-v0 ${fastchat_pkgs[1]}"; do
+    read -r name fschat <<<"$spec"
+    env_dir="$venv/$name"
+    if [ ! -x "$env_dir/bin/python" ]; then
+      "$venv/bin/python" -m venv "$env_dir"
+    fi
+    env_site="$("$env_dir/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')"
+    echo "$site" > "$env_site/vicuna-project-venv.pth"
+    "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-deps "$fschat" "${fastchat_pkgs[2]}"
+    "$env_dir/bin/python" -m pip install --quiet --disable-pip-version-check "${fastchat_pkgs[@]:3}"
+    "$env_dir/bin/python" -W ignore -c "import importlib.metadata as m, fastchat.model.apply_delta, fastchat.model.make_delta
+assert m.version('fschat') == '${fschat#fschat==}', m.version('fschat')"
+  done
+  echo "${fastchat_pkgs[*]}" > "$fastchat_stamp"
+fi
+if [ ! -f "$gguf_export_stamp" ] || [ "$(cat "$gguf_export_stamp")" != "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
+  echo "setup: installing ${gguf_export_pkgs[*]} into $venv (llama.cpp builds from source: about 4 minutes the first time)" >&2
+  rm -f "$gguf_export_stamp"
+  CMAKE_ARGS="$gguf_export_cmake" "$venv/bin/python" -m pip install --quiet --disable-pip-version-check --no-cache-dir \
+    "${gguf_export_pkgs[@]}"
+  "$venv/bin/python" -W ignore -c "import gguf, llama_cpp, importlib.metadata as m
+assert m.version('gguf') == '0.19.0', m.version('gguf')"
+  echo "${gguf_export_pkgs[*]} $gguf_export_cmake" > "$gguf_export_stamp"
 fi

@@ -22,6 +22,7 @@ use vicuna::infer::engine::Engine;
 use vicuna::infer::generate::Sampling;
 use vicuna::model::config::Preset;
 use vicuna::model::device::{parse_device, Dtype};
+use vicuna::model::gguf_export::OutType;
 
 /// A clap value parser for a finite number within `min` and `max`. Every float flag goes through
 /// it, so NaN, infinities and out-of-range values are refused when the command line is parsed,
@@ -159,6 +160,20 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a model as one GGUF file for llama.cpp (llama metadata, tokenizer, chat template).
+    Export {
+        /// Model directory (config.json, safetensors, tokenizer.json).
+        dir: PathBuf,
+        /// Output .gguf file.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Type of the weight matrices (norms stay F32; q8_0 writes F16 where rows are not a multiple of 32).
+        #[arg(long, value_enum, default_value_t = OutType::F16)]
+        outtype: OutType,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a model's config, parameter count and tensors.
     Inspect {
         /// Model directory.
@@ -167,6 +182,62 @@ pub enum ModelCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delta weights, as Vicuna was released: apply a delta to its base, or make one.
+    #[command(subcommand)]
+    Delta(DeltaCommand),
+}
+
+#[derive(Subcommand)]
+pub enum DeltaCommand {
+    /// Write base + delta (the delta's config and tokenizer), streaming tensor by tensor.
+    Apply {
+        /// The base model (e.g. LLaMA in Hugging Face layout).
+        #[arg(long)]
+        base: PathBuf,
+        /// The delta weights (e.g. a Vicuna delta), made against that base.
+        #[arg(long)]
+        delta: PathBuf,
+        /// Output directory for the target model (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+    /// Write target - base (the target's config and tokenizer), streaming tensor by tensor.
+    Make {
+        /// The base model the delta is taken against.
+        #[arg(long)]
+        base: PathBuf,
+        /// The fine-tuned model.
+        #[arg(long)]
+        target: PathBuf,
+        /// Output directory for the delta (new, or empty).
+        #[arg(short, long)]
+        output: PathBuf,
+        #[command(flatten)]
+        write: DeltaWrite,
+    },
+}
+
+/// How `model delta` computes and writes.
+#[derive(Args)]
+pub struct DeltaWrite {
+    /// Compute and save in this dtype (FastChat uses fp16); default: the inputs' dtype.
+    #[arg(long, value_enum)]
+    pub dtype: Option<Dtype>,
+    /// Largest safetensors shard of the output (e.g. 5GB, 500MB): the peak memory is about one.
+    #[arg(long, default_value = "5GB", value_parser = shard_size)]
+    pub max_shard_size: usize,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl DeltaWrite {
+    /// The library's options.
+    pub fn options(&self) -> vicuna::model::delta::DeltaOptions {
+        vicuna::model::delta::DeltaOptions { kind: self.dtype.map(Dtype::kind), max_shard_bytes: self.max_shard_size }
+    }
 }
 
 #[derive(Args)]

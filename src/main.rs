@@ -4,7 +4,7 @@ mod cli;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use cli::{Cli, Command, EvalCommand, ModelCommand, TokenizerCommand};
+use cli::{Cli, Command, DeltaCommand, EvalCommand, ModelCommand, TokenizerCommand};
 use std::process::ExitCode;
 use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 use vicuna::eval::{answer, client, judge, questions, report};
@@ -73,12 +73,35 @@ fn run(cli: Cli) -> Result<()> {
         Command::Model(ModelCommand::Import { input, output, dtype, max_shard_size, json }) => {
             print(json, &vicuna::model::gguf::import::import(&input, &output, dtype.kind(), max_shard_size)?)?;
         }
+        Command::Model(ModelCommand::Export { dir, output, outtype, json }) => {
+            let exported = vicuna::model::gguf_export::export(&dir, &output, outtype)?;
+            if json {
+                println!("{}", serde_json::to_string(&exported)?);
+            } else {
+                println!("wrote {}: {exported}", output.display());
+            }
+        }
         Command::Model(ModelCommand::Inspect { dir, json }) => {
             let inspection = vicuna::model::weights::inspect(&dir)?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&inspection)?);
             } else {
                 print!("{inspection}");
+            }
+        }
+        Command::Model(ModelCommand::Delta(delta)) => {
+            let (summary, json) = match delta {
+                DeltaCommand::Apply { base, delta, output, write } => {
+                    (vicuna::model::delta::apply(&base, &delta, &output, &write.options())?, write.json)
+                }
+                DeltaCommand::Make { base, target, output, write } => {
+                    (vicuna::model::delta::make(&base, &target, &output, &write.options())?, write.json)
+                }
+            };
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                println!("{summary}");
             }
         }
         Command::Generate(args) => {

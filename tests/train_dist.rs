@@ -89,7 +89,8 @@ fn two_and_three_processes_train_like_one_in_every_shard_mode() {
     let one = one_process(&s, &model, "one", "3", &eval);
     let start = tensors(&model.join("model.safetensors"));
     assert!(max_diff(&weights(&one), &start) > 1e-3, "the weights moved");
-    assert_eq!(metric(&one, "eval_loss").len(), 2, "evaluated at steps 2 and 3");
+    let evals: Vec<u64> = metric(&one, "eval_loss").iter().map(|e| e.0).collect();
+    assert_eq!(evals, [0, 2, 3], "evaluated before training and at steps 2 and 3");
     for shard in ["none", "grad-op", "full"] {
         for checkpointing in ["true", "false"] {
             for nproc in [2, 3] {
@@ -256,14 +257,18 @@ fn sigterm_to_one_rank_saves_one_checkpoint_and_resumes_on_another_world_size_an
     let first_stop = state["step"].as_u64().unwrap();
     assert!((2..8).contains(&first_stop), "stopped at step {first_stop}");
 
-    // Resume on 3 processes with full sharding, SIGTERM to rank 2 (to the launcher this time).
+    // Resume on 3 processes with full sharding; SIGTERM to the launcher this time (it forwards it).
     let mut second = dist_args(&model, &out, steps, &["--shard", "full", "--save-interval", "1000"]);
     second.extend(["--resume".into(), "auto".into()]);
     let mut child = spawn_launcher(&second, 3, &slow);
-    let pids = workers(&child, 3);
+    workers(&child, 3);
     wait_for_step(&out, first_stop as usize + 2, &mut child);
-    signal(pids[2], libc::SIGTERM);
-    succeeded(&finish(child), "the resumed 3-process run");
+    signal(child.id(), libc::SIGTERM);
+    let run = finish(child);
+    succeeded(&run, "the resumed 3-process run");
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("vicuna train: signal 15: forwarded to 3 worker(s)"), "{stderr}");
+    assert!(losses(&out).len() < 8, "stopped before the end");
 
     // Then 3 to 2 processes, no sharding, to the end.
     let mut third = dist_args(&model, &out, steps, &["--shard", "none", "--save-interval", "1000"]);

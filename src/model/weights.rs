@@ -67,6 +67,75 @@ impl Checkpoint {
         self.entries.keys().map(String::as_str)
     }
 
+    /// Tensor names in the order their bytes lie in the files (shard by shard, by offset): reading
+    /// in this order walks each file once from start to end.
+    pub fn names_in_file_order(&self) -> Vec<&str> {
+        let mut names: Vec<(&String, &Entry)> = self.entries.iter().collect();
+        names.sort_by_key(|(_, e)| (e.shard, e.start));
+        names.into_iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// Shape and stored kind of a tensor (`None` for a name the checkpoint lacks; an error for a
+    /// dtype libtorch cannot hold), for code that streams tensors without building a model.
+    pub fn shape_kind(&self, name: &str) -> Result<Option<(Vec<i64>, Kind)>> {
+        let Some(e) = self.entries.get(name) else { return Ok(None) };
+        let kind = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        Ok(Some((e.shape.clone(), kind)))
+    }
+
+    /// Calls `f` with tensor `name` as `kind` on the CPU, then hands its pages back
+    /// ([`release`](Self::release)): a view of the map when the stored kind is `kind` and the
+    /// bytes are aligned (no copy: the tensor's bytes are resident once, as file pages), a
+    /// converted copy otherwise. `f` must only read the tensor and must not keep it (nor a view of
+    /// it) past its return: the bytes belong to the map.
+    pub fn with_tensor<T>(&self, name: &str, kind: Kind, f: impl FnOnce(&Tensor) -> Result<T>) -> Result<T> {
+        let e = self
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
+        let stored = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        let bytes = &self.maps[e.shard][e.start..e.end];
+        let aligned = (bytes.as_ptr() as usize) % stored.elt_size_in_bytes() == 0;
+        let result = if aligned && stored == kind {
+            // SAFETY: the bytes hold `shape` elements of `kind` (the header said so and safetensors
+            // checked the length), are aligned, and outlive the tensor, which `f` only reads and
+            // does not keep (the contract above); nothing writes to the map meanwhile (`&self`).
+            let view = unsafe {
+                Tensor::from_blob(bytes.as_ptr(), &e.shape, &contiguous_strides(&e.shape), kind, Device::Cpu)
+            };
+            f(&view)
+        } else {
+            f(&Tensor::from_data_size(bytes, &e.shape, stored).to_kind(kind))
+        };
+        self.release(name);
+        result
+    }
+
+    /// Hands the pages of tensor `name` back to the kernel once it has been read: a streaming pass
+    /// over a checkpoint (`model delta`) would otherwise keep every page it touched resident and
+    /// counted in its RSS until the end. The map is private and nothing wrote into it through
+    /// [`read_flat`](Self::read_flat), so the pages are read again from the file if used again.
+    /// Only for checkpoints read with `read_flat` (a model built by `load_model` has views into
+    /// its own map, which no caller can reach).
+    pub fn release(&self, name: &str) {
+        let Some(e) = self.entries.get(name) else { return };
+        // SAFETY: sysconf has no preconditions.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096).max(1);
+        // Whole pages inside the tensor's bytes only: a page shared with a neighbour stays.
+        let start = e.start.div_ceil(page) * page;
+        let end = e.end / page * page;
+        if end > start {
+            // SAFETY: the range lies within the map; MADV_DONTNEED on a private map that was only
+            // read drops clean copies of file pages, which the kernel reads again on the next
+            // access; no tensor borrows these bytes (read_flat copies).
+            let _ = unsafe {
+                self.maps[e.shard].unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+
     /// Shape and dtype of a tensor, for `model inspect`.
     pub fn describe(&self, name: &str) -> Option<(Vec<i64>, String)> {
         self.entries.get(name).map(|e| (e.shape.clone(), format!("{:?}", e.dtype)))
@@ -210,7 +279,7 @@ impl std::ops::Deref for Loaded {
 
 /// Files copied next to saved weights when the source has them.
 const TOKENIZER_FILES: &[&str] =
-    &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model"];
+    &["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.model", "added_tokens.json"];
 
 /// Saves `model` into `dir` in Hugging Face layout, weights as `kind`, shards of at most
 /// `max_shard_bytes`; tokenizer files are copied from `tokenizer_dir` when given.
@@ -241,8 +310,31 @@ pub fn save_streamed(
     plan: &[(String, Vec<i64>)],
     fetch: &mut dyn FnMut(usize) -> Result<Tensor>,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let (_, dtype_name) = dtype_of(kind)?;
+    write_shards(dir, kind, max_shard_bytes, plan, fetch)?;
+    let c = config;
+    atomic::write_bytes(&dir.join("config.json"), serde_json::to_string_pretty(&c.to_hf_json(dtype_name))?.as_bytes())?;
+    let generation = serde_json::json!({"_from_model_config": true, "bos_token_id": c.bos_token_id, "eos_token_id": c.to_hf_json(dtype_name)["eos_token_id"]});
+    atomic::write_bytes(&dir.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;
+    if let Some(src) = tokenizer_dir {
+        copy_tokenizer(src, dir)?;
+    }
+    Ok(())
+}
+
+/// The weights half of [`save_streamed`]: the safetensors shards of `plan` (tensors fetched in
+/// order, one shard's worth held at a time, converted to `kind`) and the index when there is more
+/// than one, in `dir`. Callers that write their own `config.json` (`model delta`, which keeps the
+/// input's file as it is) use it directly.
+pub fn write_shards(
+    dir: &Path,
+    kind: Kind,
+    max_shard_bytes: usize,
+    plan: &[(String, Vec<i64>)],
+    fetch: &mut dyn FnMut(usize) -> Result<Tensor>,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    dtype_of(kind)?;
     // Group tensors into shards in checkpoint order.
     let mut shards: Vec<Vec<usize>> = vec![Vec::new()];
     let mut size = 0;
@@ -279,24 +371,22 @@ pub fn save_streamed(
     } else {
         let _ = std::fs::remove_file(dir.join("model.safetensors.index.json"));
     }
-    let c = config;
-    atomic::write_bytes(&dir.join("config.json"), serde_json::to_string_pretty(&c.to_hf_json(dtype_name))?.as_bytes())?;
-    let generation = serde_json::json!({"_from_model_config": true, "bos_token_id": c.bos_token_id, "eos_token_id": c.to_hf_json(dtype_name)["eos_token_id"]});
-    atomic::write_bytes(&dir.join("generation_config.json"), serde_json::to_string_pretty(&generation)?.as_bytes())?;
-    if let Some(src) = tokenizer_dir {
-        // A tokenizer given as a file (any name) becomes the directory's tokenizer.json; the files
-        // beside it that describe its special tokens come along, as `Tokenizer::load` reads them.
-        let (src_dir, file) =
-            if src.is_file() { (src.parent().unwrap_or(Path::new(".")), Some(src)) } else { (src, None) };
-        for f in TOKENIZER_FILES {
-            let from = match (f, file) {
-                (&"tokenizer.json", Some(file)) => file.to_path_buf(),
-                _ => src_dir.join(f),
-            };
-            if from.exists() && from != dir.join(f) {
-                let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
-                atomic::write_bytes(&dir.join(f), &bytes)?;
-            }
+    Ok(())
+}
+
+/// Copies the tokenizer files of `src` into `dir`. A tokenizer given as a file (any name) becomes
+/// the directory's tokenizer.json; the files beside it that describe its special tokens come
+/// along, as `Tokenizer::load` reads them.
+pub fn copy_tokenizer(src: &Path, dir: &Path) -> Result<()> {
+    let (src_dir, file) = if src.is_file() { (src.parent().unwrap_or(Path::new(".")), Some(src)) } else { (src, None) };
+    for f in TOKENIZER_FILES {
+        let from = match (f, file) {
+            (&"tokenizer.json", Some(file)) => file.to_path_buf(),
+            _ => src_dir.join(f),
+        };
+        if from.exists() && from != dir.join(f) {
+            let bytes = std::fs::read(&from).with_context(|| format!("cannot read {}", from.display()))?;
+            atomic::write_bytes(&dir.join(f), &bytes)?;
         }
     }
     Ok(())

@@ -123,13 +123,5 @@ fn svg(points: &[(usize, f64, Option<f64>)]) -> String {
 
 /// Peak resident memory of this process so far (VmHWM), in bytes.
 pub fn peak_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1))
-                .and_then(|kb| kb.parse::<u64>().ok())
-        })
-        .map_or(0, |kb| kb * 1024)
+    crate::util::peak_rss_bytes()
 }

@@ -10,6 +10,7 @@ pub mod metrics;
 pub mod optim;
 pub mod preempt;
 pub mod recipe;
+pub mod resume;
 pub mod schedule;
 pub mod step;
 pub mod trainer;

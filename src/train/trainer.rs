@@ -9,15 +9,24 @@
 //! checkpoints (so a resume on replaced data or changed settings is refused by key), and stops
 //! with an error at the first non-finite loss or gradient norm, before the bad update is applied
 //! or saved.
+//!
+//! Many processes (torchrun's variables, `dist::Env`) add only a rank, a world size, a main-process
+//! flag and collectives to this loop: each rank trains every world-th sample of each step (every
+//! rank runs the same number of micro-step slots, an empty one when it has no sample left), the
+//! parameters and their fp32 training state are sharded by `dist::sharded`, the loss and the stop
+//! signal are agreed across ranks (`dist::across`), and only rank 0 prints, logs, plots and exports.
 use super::batch::{packed_batch, padded_batch, Batch};
 use super::checkpoint::{self, ShardState, TrainState, STATE_VERSION};
-use super::dist::engine::{comm_bytes, Group, Op};
+use super::dist::across::{largest, shared_value, stop_requested, summed};
+use super::dist::engine::{comm_bytes, Group};
 use super::dist::sharded::Sharded;
 use super::dist::{Env, ShardMode};
 use super::metrics::{self, StepMetrics};
 use super::optim::{AdamW, AdamWConfig};
 use super::preempt;
 use super::recipe::TrainConfig;
+use super::resume::resume_point;
+pub use super::resume::Resume;
 use super::schedule::lr_at;
 use super::step::{eval_loss_with, micro_step_with};
 use crate::data::encode::Sample;
@@ -33,26 +42,6 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 use tch::{Device, Kind, Tensor};
-
-/// Where to start (`--resume`: absent, `auto`, or a checkpoint directory).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Resume {
-    /// From the model's weights (an existing checkpoint in the output directory is an error).
-    No,
-    /// From the newest checkpoint in the output directory that verifies, if any.
-    Auto,
-    /// From this checkpoint directory.
-    From(PathBuf),
-}
-
-impl std::str::FromStr for Resume {
-    type Err = std::convert::Infallible;
-
-    /// `auto` is the newest checkpoint that verifies; anything else is a checkpoint directory.
-    fn from_str(s: &str) -> std::result::Result<Resume, Self::Err> {
-        Ok(if s == "auto" { Resume::Auto } else { Resume::From(PathBuf::from(s)) })
-    }
-}
 
 /// How a run ended (`--json` prints it as is, in these field names).
 #[derive(Debug, Clone, serde::Serialize)]
@@ -257,6 +246,14 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     };
     if let (Some(log), false) = (log.as_mut(), changes.is_empty()) {
         log.event(&serde_json::json!({"event": "resume", "step": state.step, "allowed_changes": changes}))?;
+    }
+    if !eval.is_empty() && state.step == 0 {
+        // The starting point, so that a run shows what fine-tuning changed.
+        let before = evaluate(model, &eval, cfg, pad_id, device, &mut shard, group)?;
+        if let Some(log) = log.as_mut() {
+            eprintln!("eval loss before training: {before:.4}");
+            log.event(&serde_json::json!({"event": "eval", "step": 0, "eval_loss": before}))?;
+        }
     }
     let bar = match main {
         true => crate::util::progress::progress_bar(total_steps as u64, "train", "steps"),
@@ -493,114 +490,6 @@ fn export(model: &Llama, shard: &mut Sharded, main: bool, dir: &Path, kind: Kind
 /// This rank's shard as checkpoints save and restore it.
 fn shard_state<'a>(shard: &'a Sharded, optimizer: &'a AdamW) -> ShardState<'a> {
     ShardState { layout: &shard.layout, master: &shard.master, m: &optimizer.m[0], v: &optimizer.v[0] }
-}
-
-/// Rank 0's `value`, on every rank.
-fn shared_value(group: Option<&Group>, value: i64) -> Result<i64> {
-    match group {
-        Some(g) => Ok(g.broadcast_values(&[value], 0)?[0]),
-        None => Ok(value),
-    }
-}
-
-/// Sums of `values` over all ranks.
-fn summed<const N: usize>(group: Option<&Group>, values: [f64; N]) -> Result<[f64; N]> {
-    let Some(g) = group else { return Ok(values) };
-    let sums = g.all_reduce_values(&values, Op::Sum)?;
-    Ok(std::array::from_fn(|i| sums[i]))
-}
-
-/// The largest of `value` over all ranks.
-fn largest(group: Option<&Group>, value: u64) -> Result<u64> {
-    match group {
-        Some(g) => Ok(g.all_reduce_values(&[value as f64], Op::Max)?[0] as u64),
-        None => Ok(value),
-    }
-}
-
-/// The stop signal any rank received (SIGTERM to one rank stops them all at the same point).
-fn stop_requested(group: Option<&Group>) -> Result<Option<i32>> {
-    let local = preempt::requested().unwrap_or(0);
-    let signal = match group {
-        Some(g) => g.all_reduce_values(&[local as f64], Op::Max)?[0] as i32,
-        None => local,
-    };
-    Ok((signal != 0).then_some(signal))
-}
-
-/// The checkpoint to resume from, decided by rank 0 (which verifies the files) and read by every
-/// rank from its `state.json`.
-fn resume_point(root: &Path, resume: Resume, group: Option<&Group>) -> Result<Option<(PathBuf, TrainState)>> {
-    let rank = group.map_or(0, |g| g.rank);
-    let decided = match rank {
-        0 => choose_checkpoint(root, &resume),
-        _ => Ok(None),
-    };
-    // -2: rank 0 failed (it reports why); -1: no checkpoint; else the step.
-    let code = match &decided {
-        Err(_) => -2,
-        Ok(None) => -1,
-        Ok(Some((_, s))) => s.step as i64,
-    };
-    let code = shared_value(group, code)?;
-    if rank == 0 {
-        return decided;
-    }
-    match code {
-        -2 => bail!("rank 0 could not choose the checkpoint to resume from (its error is reported by rank 0)"),
-        -1 => Ok(None),
-        step => {
-            let dir = match resume {
-                Resume::From(dir) => dir,
-                _ => root.join(checkpoint::name_of(step as usize)),
-            };
-            let text = std::fs::read_to_string(dir.join("state.json")).with_context(|| {
-                format!("{}: no readable state.json (is output_dir on storage every node shares?)", dir.display())
-            })?;
-            Ok(Some((
-                dir.clone(),
-                serde_json::from_str(&text).with_context(|| format!("{}: invalid state.json", dir.display()))?,
-            )))
-        }
-    }
-}
-
-/// Rank 0's choice: the checkpoint `resume` asks for, verified.
-fn choose_checkpoint(root: &Path, resume: &Resume) -> Result<Option<(PathBuf, TrainState)>> {
-    let scan = checkpoint::scan(root)?;
-    match resume {
-        Resume::No => {
-            if scan.latest.is_some() {
-                anyhow::bail!(
-                    "{} already holds checkpoints: pass --resume auto to continue, or choose another output_dir",
-                    root.display()
-                );
-            }
-            if !scan.rejected.is_empty() {
-                anyhow::bail!(
-                    "{} holds checkpoints, none of which verifies ({}); remove them to start over, or choose another output_dir",
-                    root.display(),
-                    scan.rejected.iter().map(|(d, e)| format!("{}: {e}", d.display())).collect::<Vec<_>>().join("; ")
-                );
-            }
-            Ok(None)
-        }
-        Resume::Auto => {
-            if scan.latest.is_none() && !scan.rejected.is_empty() {
-                let why: Vec<String> = scan.rejected.iter().map(|(d, e)| format!("  {}: {e}", d.display())).collect();
-                anyhow::bail!(
-                    "--resume auto: no checkpoint in {} verifies, so there is nothing to resume from:\n{}\nremove them to start over, or resume from a copy with --resume PATH",
-                    root.display(),
-                    why.join("\n")
-                );
-            }
-            for (dir, why) in &scan.rejected {
-                eprintln!("warning: skipping checkpoint {}: {why}", dir.display());
-            }
-            Ok(scan.latest)
-        }
-        Resume::From(dir) => Ok(Some((dir.clone(), checkpoint::verify(dir)?))),
-    }
 }
 
 /// The message of a run stopped by a non-finite loss: the step, what was seen, and where to go on from.

@@ -2,7 +2,8 @@
 //! temporary file beside the target, is flushed and fsynced, then renamed over the target, so an
 //! interrupted or failed run never leaves half-written output (DESIGN.md, "Conventions"). Before
 //! anything is written, [`ensure_distinct`] refuses an output that is one of the inputs or another
-//! output, so no command ever replaces the data it reads.
+//! output, so no command ever replaces the data it reads. A whole output directory (a model) is
+//! written the same way by [`write_dir`]: filled under a temporary name, then renamed.
 use anyhow::{bail, Context, Result};
 use std::fs::{self, File};
 use std::io::{BufWriter, Write};
@@ -76,6 +77,49 @@ pub fn write_via_path<T>(path: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> 
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Writes the directory `path` through `fill`, which fills the (new, empty) temporary directory
+/// it is given: the directory appears under its name, complete, only if `fill` succeeds; on error
+/// the temporary directory is removed. An existing `path` must be an empty directory (it is
+/// replaced): a directory with files in it is refused rather than deleted, since it may hold
+/// anything, inputs included.
+pub fn write_dir<T>(path: &Path, fill: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    if let Ok(mut entries) = fs::read_dir(path) {
+        if entries.next().is_some() {
+            bail!("{} exists and is not empty: remove it or choose another output directory", path.display());
+        }
+    } else if path.exists() {
+        bail!("{} exists and is not a directory: choose another output directory", path.display());
+    }
+    let tmp = temp_path(path);
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+    }
+    // A leftover of a killed run with this process id holds nothing worth keeping.
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir(&tmp).with_context(|| format!("cannot create directory {}", tmp.display()))?;
+    let result = (|| {
+        let value = fill(&tmp)?;
+        sync_dir_of(&tmp);
+        if path.exists() {
+            fs::remove_dir(path).with_context(|| format!("cannot replace the empty directory {}", path.display()))?;
+        }
+        fs::rename(&tmp, path).with_context(|| format!("cannot rename {} to {}", tmp.display(), path.display()))?;
+        sync_parent(path);
+        Ok(value)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_dir_all(&tmp);
+    }
+    result
+}
+
+/// Makes the entries of directory `dir` durable; best effort, like [`sync_parent`].
+fn sync_dir_of(dir: &Path) {
+    if let Ok(d) = File::open(dir) {
+        let _ = d.sync_all();
+    }
 }
 
 /// Writes a whole byte string atomically (small outputs: reports, JSON summaries).

@@ -2,6 +2,7 @@
 //! FSDP): the C++ shim and its safe wrapper (`engine`), the job's shape as torchrun describes it in
 //! the environment (this file), and ZeRO-style sharding of parameters, gradients and AdamW state
 //! over the ranks (`sharded`).
+pub mod across;
 pub mod engine;
 pub mod sharded;
 
