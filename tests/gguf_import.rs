@@ -382,3 +382,61 @@ fn malformed_files_give_clear_errors_without_panic_or_huge_allocation() {
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// llama.cpp's ids for 2,400 varied texts on SmolLM2's tokenizer (code, CJK, emoji, whitespace
+/// runs, ChatML with its special tokens, broken special tokens, random code points), made by
+/// scripts/fixtures/make_llamacpp_tokens.sh with llama-cpp-python and committed.
+#[test]
+fn imported_tokenizer_gives_llama_cpp_ids_on_2400_texts() {
+    use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
+    let tok = Tokenizer::load(imported(), &SpecialOverrides::default()).unwrap();
+    let golden = std::fs::read_to_string(repo().join("tests/golden/smollm2_llamacpp_tokens.jsonl")).unwrap();
+    let (mut n, mut wrong) = (0, Vec::new());
+    for line in golden.lines() {
+        let r: serde_json::Value = serde_json::from_str(line).unwrap();
+        let text = r["text"].as_str().unwrap();
+        let want: Vec<u32> = serde_json::from_value(r["ids"].clone()).unwrap();
+        let got = tok.encode(text).unwrap().ids;
+        if got != want {
+            wrong.push(format!("{text:?}: ours {got:?}, llama.cpp {want:?}"));
+        }
+        n += 1;
+    }
+    assert!(n >= 2000, "only {n} golden texts");
+    assert!(
+        wrong.is_empty(),
+        "{} of {n} texts tokenize differently:\n{}",
+        wrong.len(),
+        wrong[..wrong.len().min(5)].join("\n")
+    );
+}
+
+/// The SentencePiece path (`tokenizer.ggml.model` llama): a GGUF carrying the real Llama-2
+/// vocabulary (tokens, scores, types from its tokenizer.model) imports to a tokenizer that gives
+/// the ids of the real Llama-2 tokenizer.json on the same 2,400 texts, and decodes them back.
+#[test]
+fn imported_sentencepiece_tokenizer_matches_llama2() {
+    use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
+    let s = Scratch::new();
+    let out = s.path("llama2");
+    ok(&["model", "import", fixtures().join("tiny_llama2.gguf").to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    let ours = Tokenizer::load(&out, &SpecialOverrides::default()).unwrap();
+    let real = Tokenizer::load(&real_tokenizer("llama2"), &SpecialOverrides::default()).unwrap();
+    assert_eq!(ours.bos.as_ref().map(|b| b.id), Some(1));
+    assert_eq!(ours.eos.as_ref().map(|b| b.text.as_str()), Some("</s>"));
+    let golden = std::fs::read_to_string(repo().join("tests/golden/smollm2_llamacpp_tokens.jsonl")).unwrap();
+    let mut wrong = Vec::new();
+    for line in golden.lines().chain(["<s>Hello</s>  world\n\t<unk>"]) {
+        let text = match serde_json::from_str::<serde_json::Value>(line) {
+            Ok(r) => r["text"].as_str().unwrap().to_string(),
+            Err(_) => line.to_string(),
+        };
+        let (a, b) =
+            (ours.inner().encode(text.as_str(), false).unwrap(), real.inner().encode(text.as_str(), false).unwrap());
+        if a.get_ids() != b.get_ids() {
+            wrong.push(format!("{text:?}: ours {:?}, Llama-2 {:?}", a.get_ids(), b.get_ids()));
+        }
+        assert_eq!(ours.decode(a.get_ids(), false).unwrap(), real.decode(b.get_ids(), false).unwrap());
+    }
+    assert!(wrong.is_empty(), "{} texts differ:\n{}", wrong.len(), wrong[..wrong.len().min(5)].join("\n"));
+}
