@@ -26,6 +26,11 @@ cuda_stamp="$venv/.vicuna-setup-cuda-headers"
 sky_pkgs=(skypilot==0.14.1)
 sky_venv="$venv/skypilot"
 sky_stamp="$venv/.vicuna-setup-skypilot"
+# The official OpenAI Python client, which tests/serve_openai.rs chats with `vicuna serve` through; in
+# an environment of its own (.venv/openai) so its httpx/pydantic pins never meet transformers'.
+openai_pkgs=(openai==1.109.1)
+openai_venv="$venv/openai"
+openai_stamp="$venv/.vicuna-setup-openai"
 # The `gguf` package (llama.cpp's own GGUF reader, writer and dequantizer), the reference of
 # `vicuna model import` (scripts/fixtures/gguf_reference.py); it needs nothing beyond numpy and pyyaml.
 gguf_pkgs=(gguf==0.19.0)
@@ -61,6 +66,7 @@ fi
 if [ -f "$stamp" ] && [ -f "$reference_stamp" ] && [ "$(cat "$reference_stamp")" = "${reference_pkgs[*]}" ] \
   && [ -f "$cuda_stamp" ] && [ "$(cat "$cuda_stamp")" = "${cuda_pkgs[*]}" ] \
   && [ -f "$sky_stamp" ] && [ "$(cat "$sky_stamp")" = "${sky_pkgs[*]}" ] \
+  && [ -f "$openai_stamp" ] && [ "$(cat "$openai_stamp")" = "${openai_pkgs[*]}" ] \
   && [ -f "$gguf_stamp" ] && [ "$(cat "$gguf_stamp")" = "${gguf_pkgs[*]}" ] \
   && [ -f "$fastchat_stamp" ] && [ "$(cat "$fastchat_stamp")" = "${fastchat_pkgs[*]}" ] \
   && [ -f "$gguf_export_stamp" ] && [ "$(cat "$gguf_export_stamp")" = "${gguf_export_pkgs[*]} $gguf_export_cmake" ]; then
@@ -138,4 +144,15 @@ if [ ! -f "$gguf_export_stamp" ] || [ "$(cat "$gguf_export_stamp")" != "${gguf_e
   "$venv/bin/python" -W ignore -c "import gguf, llama_cpp, importlib.metadata as m
 assert m.version('gguf') == '0.19.0', m.version('gguf')"
   echo "${gguf_export_pkgs[*]} $gguf_export_cmake" > "$gguf_export_stamp"
+fi
+if [ ! -f "$openai_stamp" ] || [ "$(cat "$openai_stamp")" != "${openai_pkgs[*]}" ]; then
+  echo "setup: installing ${openai_pkgs[*]} into $openai_venv" >&2
+  rm -f "$openai_stamp"
+  if [ ! -x "$openai_venv/bin/python" ]; then
+    "${PYTHON:-python3}" -m venv "$openai_venv"
+  fi
+  "$openai_venv/bin/python" -m pip install --quiet --disable-pip-version-check "${openai_pkgs[@]}"
+  "$openai_venv/bin/python" -W ignore -c "import importlib.metadata as m
+assert m.version('openai') == '1.109.1', m.version('openai')"
+  echo "${openai_pkgs[*]}" > "$openai_stamp"
 fi
