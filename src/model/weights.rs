@@ -141,6 +141,21 @@ impl Checkpoint {
         self.entries.get(name).map(|e| (e.shape.clone(), format!("{:?}", e.dtype)))
     }
 
+    /// The entry of tensor `name` and its stored kind, checked against the `shape` the config
+    /// expects: missing tensors, other shapes and unsupported dtypes are errors naming the tensor.
+    fn expect(&self, name: &str, shape: &[i64]) -> Result<(&Entry, Kind)> {
+        let e = self
+            .entries
+            .get(name)
+            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
+        if e.shape != shape {
+            bail!("{}: tensor {name} has shape {:?}, the config expects {:?}", self.dir.display(), e.shape, shape);
+        }
+        let stored = kind_of(e.dtype)
+            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
+        Ok((e, stored))
+    }
+
     /// Elements `start..start + len` of tensor `name` (flattened), as `kind` on `device`: only
     /// those bytes of the map are read (a rank of a sharded run reads its slices, nothing else).
     pub fn read_flat(&self, name: &str, start: i64, len: i64, kind: Kind, device: Device) -> Result<Tensor> {
@@ -167,16 +182,9 @@ impl Checkpoint {
     /// A view borrows the map: the returned tensor must not outlive `self`. `load_model` keeps the
     /// checkpoint alive inside the model for that reason.
     fn tensor(&mut self, name: &str, shape: &[i64], kind: Kind, device: Device) -> Result<Tensor> {
-        let e = self
-            .entries
-            .get(name)
-            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", self.dir.display()))?;
-        if e.shape != shape {
-            bail!("{}: tensor {name} has shape {:?}, the config expects {:?}", self.dir.display(), e.shape, shape);
-        }
-        let stored = kind_of(e.dtype)
-            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", self.dir.display(), e.dtype))?;
-        let bytes = &mut self.maps[e.shard][e.start..e.end];
+        let (e, stored) = self.expect(name, shape)?;
+        let (shard, range) = (e.shard, e.start..e.end);
+        let bytes = &mut self.maps[shard][range];
         let aligned = (bytes.as_ptr() as usize) % stored.elt_size_in_bytes() == 0;
         let strides = contiguous_strides(shape);
         if aligned && stored == kind && device == Device::Cpu {
@@ -241,15 +249,7 @@ pub fn open_model(dir: &Path, kind: Kind, device: Device) -> Result<(Llama, Chec
     let config = Config::load(&dir.join("config.json"))?;
     let checkpoint = Checkpoint::open(dir)?;
     let model = Llama::build(config, &mut |name, shape| {
-        let e = checkpoint
-            .entries
-            .get(name)
-            .with_context(|| format!("{}: tensor {name} is missing from the checkpoint", dir.display()))?;
-        if e.shape != shape {
-            bail!("{}: tensor {name} has shape {:?}, the config expects {:?}", dir.display(), e.shape, shape);
-        }
-        kind_of(e.dtype)
-            .with_context(|| format!("{}: tensor {name} has unsupported dtype {:?}", dir.display(), e.dtype))?;
+        checkpoint.expect(name, shape)?;
         Ok(Tensor::zeros([1], (kind, device)).expand(shape, false))
     })?;
     check_all_used(&model, &checkpoint, dir)?;
