@@ -25,13 +25,9 @@ fn dist_args(model: &Path, out: &Path, steps: &str, extra: &[&str]) -> Vec<Strin
     train_args(model, out, &base)
 }
 
+/// `vicuna train --nproc-per-node N` with `args`, run to the end.
 fn launched(args: &[String], nproc: usize, extra_env: &[(&str, &str)]) -> Output {
-    let mut all: Vec<String> = args.to_vec();
-    all.extend(["--nproc-per-node".into(), nproc.to_string(), "--master-port".into(), free_port()]);
-    let refs: Vec<&str> = all.iter().map(String::as_str).collect();
-    let mut env = vec![("OMP_NUM_THREADS", "1")];
-    env.extend_from_slice(extra_env);
-    vicuna_env(&refs, &env)
+    finish(spawn_launcher(args, nproc, extra_env))
 }
 
 /// The one-process run every multi-process run is compared with, in `s/name`.
