@@ -21,7 +21,7 @@ use vicuna::data::tokenizer::{SpecialOverrides, Tokenizer};
 use vicuna::infer::engine::Engine;
 use vicuna::infer::generate::Sampling;
 use vicuna::model::config::Preset;
-use vicuna::model::device::{parse_device, Dtype};
+use vicuna::model::device::{parse_device, Dtype, DtypeChoice};
 use vicuna::model::gguf_export::OutType;
 
 /// A clap value parser for a finite number within `min` and `max`. Every float flag goes through
@@ -276,9 +276,10 @@ pub struct ModelArgs {
     /// cpu, cuda or cuda:N (checked against the devices this machine has).
     #[arg(long, default_value = "cpu", value_parser = parse_device)]
     pub device: tch::Device,
-    /// Compute format.
-    #[arg(long, value_enum, default_value_t = Dtype::Fp32)]
-    pub dtype: Dtype,
+    /// Compute format: auto (bf16 on CUDA devices that support it and on CPUs with AMX, fp32
+    /// otherwise), fp32, bf16 or fp16.
+    #[arg(long, value_enum, default_value_t = DtypeChoice::Auto, env = "VICUNA_DTYPE")]
+    pub dtype: DtypeChoice,
 }
 
 #[derive(Args)]
@@ -781,7 +782,9 @@ impl SamplingArgs {
 impl ModelArgs {
     /// Loads the model directory with its tokenizer and template.
     pub fn engine(&self) -> Result<Engine> {
-        Engine::load(&self.model, self.template, self.device, self.dtype.kind())
+        let dtype = self.dtype.resolve(self.device);
+        eprintln!("{dtype}");
+        Engine::load(&self.model, self.template, self.device, dtype.dtype.kind())
     }
 }
 

@@ -27,7 +27,7 @@ fn a_second_run_on_the_same_file_stops_at_once_naming_the_first_and_a_killed_hol
     let out = s.path("judgments.jsonl");
     let slow =
         FaultServer::start(vec![Fault::Slow(Duration::from_secs(4), completion("[[A]]"))], Duration::from_secs(60));
-    let mut first = std::process::Command::new(env!("CARGO_BIN_EXE_vicuna"))
+    let mut first = vicuna_command()
         .args(judge_args(&s, &slow.base, &out, "1"))
         .env_remove("LD_LIBRARY_PATH")
         .stdout(std::process::Stdio::null())

@@ -45,7 +45,7 @@ fn generate_renders_the_prompt_with_the_template_and_samples_reproducibly() {
 fn chat_keeps_the_conversation_across_turns() {
     let s = Scratch::new();
     let model = tiny_model(&s).to_str().unwrap().to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+    let mut child = vicuna_command()
         .args(["chat", "--model", &model, "--template", "chatml", "--max-new-tokens", "6"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -142,7 +142,7 @@ fn a_prompt_over_the_context_is_refused_with_a_clear_error() {
         let err = fails(&args);
         assert!(err.contains("context") && err.contains("2048"), "the error names the context: {err}");
     }
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+    let mut child = vicuna_command()
         .args(["chat", "--model", &model, "--template", "chatml", "--max-new-tokens", "4"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

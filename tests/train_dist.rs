@@ -113,6 +113,7 @@ fn torchrun_launches_it_as_it_launches_python() {
     let one = one_process(&s, &model, "one", "3", &[]);
     let out = s.path("torchrun");
     let run = Command::new(&torchrun)
+        .env("VICUNA_DTYPE", "fp32")
         .args(["--no-python", "--nproc-per-node", "2", "--master-port", &free_port()])
         .arg(env!("CARGO_BIN_EXE_vicuna"))
         .args(dist_args(&model, &out, "3", &["--shard", "full"]))
@@ -137,7 +138,7 @@ fn ranks_that_see_different_data_are_refused() {
         let mut args = dist_args(&model, &out, "2", &[]);
         let at = args.iter().position(|a| a == "--data").unwrap();
         args[at + 1] = data.to_str().unwrap().to_string();
-        Command::new(env!("CARGO_BIN_EXE_vicuna"))
+        vicuna_command()
             .args(&args)
             .envs([("WORLD_SIZE", "2"), ("RANK", rank), ("MASTER_ADDR", "127.0.0.1"), ("MASTER_PORT", port.as_str())])
             .env("OMP_NUM_THREADS", "1")
@@ -182,7 +183,7 @@ fn workers(launcher: &Child, n: usize) -> Vec<u32> {
 }
 
 fn spawn_launcher(args: &[String], nproc: usize, env: &[(&str, &str)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+    let mut cmd = vicuna_command();
     cmd.args(args)
         .args(["--nproc-per-node", &nproc.to_string(), "--master-port", &free_port()])
         .env("OMP_NUM_THREADS", "1")
@@ -385,6 +386,7 @@ impl TwoNodes {
             .args(["--nproc-per-node", "1", "--nnodes", "2", "--node-rank", &k.to_string()])
             .args(["--master-addr", &self.addrs[0], "--master-port", port])
             .env("OMP_NUM_THREADS", "1")
+            .env("VICUNA_DTYPE", "fp32")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in env {

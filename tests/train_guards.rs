@@ -304,12 +304,7 @@ fn a_second_run_on_the_same_output_directory_is_refused_with_the_holders_pid() {
     let out = s.path("out");
     let long =
         train_args(&model, &out, &["--max-steps", "100000", "--micro-batch-size", "1", "--gradient-accumulation", "1"]);
-    let mut first = Command::new(env!("CARGO_BIN_EXE_vicuna"))
-        .args(&long)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut first = vicuna_command().args(&long).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !out.join("metrics.jsonl").exists() {
         assert!(Instant::now() < deadline && first.try_wait().unwrap().is_none(), "the first run did not start");

@@ -5,7 +5,6 @@
 //! and without gradient checkpointing.
 mod common;
 use common::*;
-use std::process::Command;
 
 #[test]
 fn three_steps_match_transformers_and_torch_adamw() {
@@ -29,59 +28,9 @@ fn three_steps_match_transformers_and_torch_adamw() {
         ],
     );
     ok(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let steps: Vec<serde_json::Value> = std::fs::read_to_string(out.join("metrics.jsonl"))
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
+    let steps = step_metrics(&out);
     assert_eq!(steps.len(), 3);
-
-    // The same samples, encoded the same way, in the order our trainer used them.
-    let encoded = s.path("samples.jsonl");
-    let tok = model.to_str().unwrap();
-    ok(&[
-        "prep",
-        "encode",
-        train_data().to_str().unwrap(),
-        "-o",
-        encoded.to_str().unwrap(),
-        "--tokenizer",
-        tok,
-        "--template",
-        "chatml",
-    ]);
-    let samples = read_records(&encoded);
-    let index = |id: &str| samples.iter().position(|s| s["id"] == id).unwrap();
-    let plan_steps: Vec<Vec<Vec<usize>>> = steps
-        .iter()
-        .map(|m| {
-            m["samples"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|id| index(id.as_str().unwrap()))
-                .collect::<Vec<_>>()
-                .chunks(2)
-                .map(<[usize]>::to_vec)
-                .collect()
-        })
-        .collect();
-    let plan = serde_json::json!({
-        "samples": samples.iter().map(|s| serde_json::json!({"input_ids": s["input_ids"], "labels": s["labels"]})).collect::<Vec<_>>(),
-        "steps": plan_steps,
-        "lr": steps.iter().map(|m| m["lr"].clone()).collect::<Vec<_>>(),
-        "betas": [0.9, 0.999], "eps": 1e-6, "weight_decay": 0.0, "max_grad_norm": 1.0, "pad_id": 2,
-    });
-    let plan_path = s.write("plan.json", &plan.to_string());
-    let reference = s.path("reference");
-    let run = Command::new("bash")
-        .arg(repo().join("scripts/fixtures/train_reference.sh"))
-        .args([model.to_str().unwrap(), plan_path.to_str().unwrap(), reference.to_str().unwrap()])
-        .output()
-        .unwrap();
-    assert!(run.status.success(), "reference failed:\n{}", String::from_utf8_lossy(&run.stderr));
-    let result: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(reference.join("result.json")).unwrap()).unwrap();
+    let (result, reference, encoded, plan_steps) = replay_with_reference(&s, &model, &steps, 2, "float32");
     for (k, m) in steps.iter().enumerate() {
         let (ours, theirs) = (m["loss"].as_f64().unwrap(), result["losses"][k].as_f64().unwrap());
         assert!((ours - theirs).abs() <= 1e-5 * theirs.abs(), "step {k}: loss {ours} vs {theirs}");

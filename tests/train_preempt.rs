@@ -18,7 +18,7 @@ fn args<'a>(model: &'a Path, out: &'a Path, extra: &[&str]) -> Vec<String> {
 }
 
 fn spawn(args: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_vicuna")).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    vicuna_command().args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
 }
 
 /// A step in 3..=12 chosen from the clock (printed, so a failure can be replayed by reading it).
@@ -48,18 +48,36 @@ fn final_weights(out: &Path) -> Vec<u8> {
 }
 
 fn uninterrupted(s: &Scratch, model: &Path) -> Vec<u8> {
+    uninterrupted_in(s, model, "fp32")
+}
+
+fn uninterrupted_in(s: &Scratch, model: &Path, dtype: &str) -> Vec<u8> {
     let out = s.path("uninterrupted");
-    ok(&args(model, &out, &["--save-interval", "1000"]).iter().map(String::as_str).collect::<Vec<_>>());
+    ok(&args(model, &out, &["--save-interval", "1000", "--dtype", dtype])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
     final_weights(&out)
 }
 
 #[test]
 fn sigterm_at_a_random_step_then_resume_is_bit_identical() {
+    sigterm_then_resume("fp32");
+}
+
+/// bf16 weights are the fp32 masters rounded, so a checkpoint of masters and moments resumes a
+/// bf16 run exactly too.
+#[test]
+fn sigterm_then_resume_is_bit_identical_in_bf16() {
+    sigterm_then_resume("bf16");
+}
+
+fn sigterm_then_resume(dtype: &str) {
     let s = Scratch::new();
     let model = tiny_model(&s);
-    let expected = uninterrupted(&s, &model);
+    let expected = uninterrupted_in(&s, &model, dtype);
     let out = s.path("interrupted");
-    let a = args(&model, &out, &["--save-interval", "1000"]);
+    let a = args(&model, &out, &["--save-interval", "1000", "--dtype", dtype]);
     // Slow the run down enough to be interrupted: an SIGTERM lands in the middle of a step.
     let mut child = spawn(&a);
     wait_for_steps(&out, random_step(), &mut child);
@@ -94,7 +112,7 @@ fn sigkill_during_checkpointing_leaves_a_usable_checkpoint() {
     // Saves pause after each file they write (a test hook), so the kill provably lands in the
     // middle of one: after the weights of step k are written, before its state.json and rename.
     let k = random_step();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+    let mut child = vicuna_command()
         .args(&a)
         .env("VICUNA_TEST_SAVE_DELAY_MS", "400")
         .stdout(Stdio::null())

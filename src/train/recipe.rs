@@ -4,7 +4,7 @@
 //! Defaults are FastChat's `train_mem.py` recipe for Vicuna.
 use super::schedule::Schedule;
 use crate::data::template::TemplateName;
-use crate::model::device::{parse_device, Dtype};
+use crate::model::device::{parse_device, Dtype, DtypeChoice, ResolvedDtype};
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -89,9 +89,14 @@ pub struct Recipe {
     /// cpu, cuda or cuda:N (default cpu).
     #[arg(long)]
     pub device: Option<String>,
-    /// fp32, bf16 or fp16 for the model (the optimizer keeps fp32 masters); default fp32.
+    /// Format of the model's weights and activations: auto (default: bf16 on CUDA devices that
+    /// support it and on CPUs with AMX, fp32 otherwise), fp32, bf16 or fp16. Masters, AdamW
+    /// moments, gradient accumulation and the loss stay fp32 (see `train::trainer`).
+    #[arg(long, value_enum, env = "VICUNA_DTYPE")]
+    pub dtype: Option<DtypeChoice>,
+    /// Format of the exported model (default: the source checkpoint's `torch_dtype`).
     #[arg(long, value_enum)]
-    pub dtype: Option<Dtype>,
+    pub export_dtype: Option<Dtype>,
     /// Recompute each layer in backward instead of storing activations (default true).
     #[arg(long)]
     pub gradient_checkpointing: Option<bool>,
@@ -141,7 +146,10 @@ pub struct TrainConfig {
     pub keep_checkpoints: usize,
     pub output_dir: PathBuf,
     pub device: tch::Device,
-    pub dtype: Dtype,
+    /// The format the model runs in, and why (`auto` decides by the hardware).
+    pub dtype: ResolvedDtype,
+    /// The exported model's format; `None`: the source checkpoint's.
+    pub export_dtype: Option<Dtype>,
     pub gradient_checkpointing: bool,
     pub packing: bool,
     pub group_by_length: bool,
@@ -189,6 +197,7 @@ impl Recipe {
             output_dir,
             device,
             dtype,
+            export_dtype,
             gradient_checkpointing,
             packing,
             group_by_length,
@@ -217,6 +226,7 @@ impl Recipe {
             bail!("gradient_accumulation must be at least 1");
         }
         let template = self.template.unwrap_or(TemplateName::VicunaV11);
+        let device = parse_device(self.device.as_deref().unwrap_or("cpu"))?;
         let config = TrainConfig {
             model: self.model.context("model is required (a Hugging Face model directory)")?,
             data: self.data.context("data is required (conversations or prep encode samples)")?,
@@ -241,8 +251,9 @@ impl Recipe {
             save_interval_minutes: self.save_interval_minutes,
             keep_checkpoints: self.keep_checkpoints.unwrap_or(3),
             output_dir: self.output_dir.context("output_dir is required")?,
-            device: parse_device(self.device.as_deref().unwrap_or("cpu"))?,
-            dtype: self.dtype.unwrap_or(Dtype::Fp32),
+            device,
+            dtype: self.dtype.unwrap_or(DtypeChoice::Auto).resolve(device),
+            export_dtype: self.export_dtype,
             gradient_checkpointing: self.gradient_checkpointing.unwrap_or(true),
             packing: self.packing.unwrap_or(false),
             group_by_length: self.group_by_length.unwrap_or(true),
@@ -341,7 +352,7 @@ impl TrainConfig {
         put("adam_beta2", self.adam_beta2.to_string());
         put("adam_epsilon", self.adam_epsilon.to_string());
         put("max_grad_norm", self.max_grad_norm.to_string());
-        put("dtype", format!("{:?}", self.dtype).to_lowercase());
+        put("dtype", self.dtype.dtype.name().to_string());
         key
     }
 }

@@ -35,8 +35,9 @@ use crate::data::sampler::Sampler;
 use crate::data::template::Template;
 use crate::data::tokenizer::{SpecialOverrides, Tokenizer};
 use crate::model::config::Config;
+use crate::model::device::Dtype;
 use crate::model::llama::Llama;
-use crate::model::weights::{identity, open_model, save_model, save_streamed};
+use crate::model::weights::{identity, open_model, save_streamed};
 use crate::util::lock::Lock;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -100,13 +101,17 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
         Device::Cuda(_) if env.local_world_size > 1 => Device::Cuda(env.local_rank),
         d => d,
     };
-    let kind = cfg.dtype.kind();
+    let kind = cfg.dtype.dtype.kind();
     let exported = cfg.output_dir.join("final");
     crate::util::atomic::ensure_distinct(
         &[cfg.model.as_path(), cfg.data.as_path()],
         &[("output_dir/final", &exported)],
     )?;
     let config = Config::load(&cfg.model.join("config.json"))?;
+    let export_dtype = cfg.export_dtype.unwrap_or_else(|| source_dtype(&config));
+    if main {
+        eprintln!("{}; masters, moments, gradient sums and the loss in fp32", cfg.dtype);
+    }
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
     config.check_tokenizer(tokenizer.vocab_size(), &cfg.model)?;
     let template = Template::new(cfg.template, &tokenizer)?;
@@ -425,7 +430,7 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     if let Some(log) = log.as_ref() {
         log.plot()?;
     }
-    export(model, &mut shard, main, &exported, kind, &cfg.model)?;
+    export(&model.config, &shard, main, &exported, export_dtype.kind(), &cfg.model)?;
     if let Some(g) = group {
         g.barrier()?;
         eprintln!(
@@ -449,42 +454,39 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
 const EXPORT_SHARD_BYTES: usize = 5_000_000_000;
 
 /// The export at the end of a run: rank 0 writes the model in Hugging Face layout (tokenizer
-/// files from `tokenizer`). Under `full` every rank gathers the units in the same order, one at a
-/// time, and rank 0 writes them as they come, so no rank ever holds the whole model.
-fn export(model: &Llama, shard: &mut Sharded, main: bool, dir: &Path, kind: Kind, tokenizer: &Path) -> Result<()> {
-    if shard.mode != ShardMode::Full {
-        if main {
-            save_model(model, dir, kind, EXPORT_SHARD_BYTES, Some(tokenizer))?;
-        }
-        return Ok(());
-    }
+/// files from `tokenizer`) from the fp32 masters, converted to `kind`. When the masters are
+/// sharded every rank gathers the units in the same order, one at a time, and rank 0 writes them
+/// as they come, so no rank ever holds the whole model.
+fn export(config: &Config, shard: &Sharded, main: bool, dir: &Path, kind: Kind, tokenizer: &Path) -> Result<()> {
     if !main {
-        for u in 0..shard.units() {
-            shard.gather(u)?;
-            shard.release(u);
+        if shard.layout.owners > 1 {
+            for u in 0..shard.units() {
+                let _ = shard.master_unit(u)?;
+            }
         }
         return Ok(());
     }
-    let named = model.named_parameters();
     let plan: Vec<(String, Vec<i64>)> =
         shard.layout.names.iter().cloned().zip(shard.layout.shapes.iter().cloned()).collect();
-    let mut current: Option<usize> = None;
-    save_streamed(&model.config, dir, kind, EXPORT_SHARD_BYTES, Some(tokenizer), &plan, &mut |i| {
+    let mut current: Option<(usize, Tensor)> = None;
+    save_streamed(config, dir, kind, EXPORT_SHARD_BYTES, Some(tokenizer), &plan, &mut |i| {
         let u = shard.unit_of_param(i);
-        if current != Some(u) {
-            if let Some(c) = current {
-                shard.release(c);
-            }
-            shard.gather(u)?;
-            current = Some(u);
+        if current.as_ref().map(|(c, _)| *c) != Some(u) {
+            current = Some((u, shard.master_unit(u)?));
         }
-        // A copy: releasing the unit swaps the parameter's data out.
-        Ok(named[i].1.copy())
-    })?;
-    if let Some(c) = current {
-        shard.release(c);
+        let (_, flat) = current.as_ref().expect("set above");
+        Ok(shard.param_in(flat, i))
+    })
+}
+
+/// The format the source checkpoint declares (`torch_dtype`), the default of the export; fp32
+/// when it declares none (as `from_pretrained` loads it).
+fn source_dtype(config: &Config) -> Dtype {
+    match config.torch_dtype.as_deref() {
+        Some("bfloat16") => Dtype::Bf16,
+        Some("float16") => Dtype::Fp16,
+        _ => Dtype::Fp32,
     }
-    Ok(())
 }
 
 /// This rank's shard as checkpoints save and restore it.

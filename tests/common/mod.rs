@@ -44,9 +44,18 @@ pub fn vicuna(args: &[&str]) -> Output {
     vicuna_env(args, &[])
 }
 
+/// The `vicuna` binary as the tests run it: fp32 unless a test asks otherwise (`--dtype` or
+/// `VICUNA_DTYPE`), since `--dtype auto` picks bf16 on a machine with AMX and the golden values
+/// are fp32 ones.
+pub fn vicuna_command() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+    cmd.env("VICUNA_DTYPE", "fp32");
+    cmd
+}
+
 /// Runs `vicuna` with `args` and extra environment variables.
 pub fn vicuna_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+    let mut cmd = vicuna_command();
     cmd.args(args).env_remove("LD_LIBRARY_PATH");
     for (k, v) in env {
         cmd.env(k, v);
@@ -199,6 +208,69 @@ pub fn train_args(model: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
     args
 }
 
+/// The metrics records of a finished `vicuna train` run in `out` (one per step).
+pub fn step_metrics(out: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(out.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|m| m.get("event").is_none())
+        .collect()
+}
+
+/// Replays a `vicuna train` run (its step records `steps`, micro-batches of `micro`) with the
+/// PyTorch reference (`scripts/fixtures/train_reference.sh`, `dtype` float32 or bfloat16):
+/// the same samples, encoded the same way, in the order our trainer used them. Returns the
+/// reference's result.json and its output directory, and the encoded samples and the plan's steps.
+pub fn replay_with_reference(
+    s: &Scratch,
+    model: &Path,
+    steps: &[serde_json::Value],
+    micro: usize,
+    dtype: &str,
+) -> (serde_json::Value, PathBuf, PathBuf, Vec<Vec<Vec<usize>>>) {
+    let encoded = s.path("samples.jsonl");
+    let tok = model.to_str().unwrap();
+    ok(&[
+        "prep",
+        "encode",
+        train_data().to_str().unwrap(),
+        "-o",
+        encoded.to_str().unwrap(),
+        "--tokenizer",
+        tok,
+        "--template",
+        "chatml",
+    ]);
+    let samples = read_records(&encoded);
+    let index = |id: &str| samples.iter().position(|s| s["id"] == id).unwrap();
+    let plan_steps: Vec<Vec<Vec<usize>>> = steps
+        .iter()
+        .map(|m| {
+            let ids: Vec<usize> =
+                m["samples"].as_array().unwrap().iter().map(|id| index(id.as_str().unwrap())).collect();
+            ids.chunks(micro).map(<[usize]>::to_vec).collect()
+        })
+        .collect();
+    let plan = serde_json::json!({
+        "samples": samples.iter().map(|s| serde_json::json!({"input_ids": s["input_ids"], "labels": s["labels"]})).collect::<Vec<_>>(),
+        "steps": plan_steps,
+        "lr": steps.iter().map(|m| m["lr"].clone()).collect::<Vec<_>>(),
+        "betas": [0.9, 0.999], "eps": 1e-6, "weight_decay": 0.0, "max_grad_norm": 1.0, "pad_id": 2,
+        "dtype": dtype,
+    });
+    let plan_path = s.write("plan.json", &plan.to_string());
+    let reference = s.path("reference");
+    let run = Command::new("bash")
+        .arg(repo().join("scripts/fixtures/train_reference.sh"))
+        .args([model.to_str().unwrap(), plan_path.to_str().unwrap(), reference.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(run.status.success(), "reference failed:\n{}", String::from_utf8_lossy(&run.stderr));
+    let result = serde_json::from_str(&std::fs::read_to_string(reference.join("result.json")).unwrap()).unwrap();
+    (result, reference, encoded, plan_steps)
+}
+
 /// The tensors of a safetensors file, by name.
 pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     vicuna::model::weights::read_safetensors(path).unwrap().into_iter().collect()
@@ -319,7 +391,7 @@ impl Served {
     /// Serves `model` with `extra` flags and waits until it listens.
     pub fn start(model: &Path, extra: &[&str]) -> Served {
         use std::io::BufRead;
-        let mut child = Command::new(env!("CARGO_BIN_EXE_vicuna"))
+        let mut child = vicuna_command()
             .args(["serve", "--model", model.to_str().unwrap(), "--template", "chatml", "--port", "0"])
             .args(extra)
             .stdout(std::process::Stdio::null())
@@ -399,7 +471,7 @@ impl LoggedServer {
     /// Serves `model` (chatml template) with `extra` flags and `env`, and waits until it listens.
     pub fn start(model: &Path, extra: &[&str], env: &[(&str, &str)]) -> LoggedServer {
         use std::io::BufRead;
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vicuna"));
+        let mut cmd = vicuna_command();
         cmd.args(["serve", "--model", model.to_str().unwrap(), "--template", "chatml", "--port", "0"])
             .args(extra)
             .stdout(std::process::Stdio::null())

@@ -161,6 +161,9 @@ pub struct Sharded<'g> {
     /// fp32 gradient of the shard for the current optimizer step.
     pub grad: Tensor,
     inflight: Vec<InFlight<'g>>,
+    /// Per unit, the fp32 sum of its gradients over this step's earlier micro-steps, when the
+    /// parameters are not fp32 and the reduction waits for the step's last micro-step.
+    accumulated: Vec<Option<Tensor>>,
     /// Whether parameters are views of `master` (fp32, one owner): nothing to copy after a step.
     shares_master: bool,
     /// Reduce gradients at this micro-step (`none`/`grad-op` reduce once per optimizer step).
@@ -218,6 +221,7 @@ impl<'g> Sharded<'g> {
             master,
             grad,
             inflight: Vec::new(),
+            accumulated: (0..n).map(|_| None).collect(),
             shares_master,
             reduce_now: true,
         };
@@ -231,6 +235,31 @@ impl<'g> Sharded<'g> {
             }
         }
         Ok(s)
+    }
+
+    /// Unit `u`'s fp32 master values (its `numel` elements, unpadded) on this rank: all-gathered
+    /// from their owners when sharded (a collective: every rank asks for the same units in the
+    /// same order). The export writes these, not the model-format parameters, so that an fp32
+    /// export of a bf16 run keeps the masters' precision.
+    pub fn master_unit(&self, u: usize) -> Result<Tensor> {
+        let unit = &self.layout.units[u];
+        let mine = self.master.narrow(0, unit.local, unit.slice);
+        let flat = match self.group.filter(|_| self.layout.owners > 1) {
+            Some(g) => {
+                let all = Tensor::empty([unit.slice * self.layout.owners as i64], (Kind::Float, self.device));
+                g.all_gather(&all, &mine.to_device(self.device))?.wait()?;
+                all
+            }
+            None => mine,
+        };
+        Ok(flat.narrow(0, 0, unit.numel))
+    }
+
+    /// Parameter `p`'s values (in its shape) within `flat`, its unit's flat vector.
+    pub fn param_in(&self, flat: &Tensor, p: usize) -> Tensor {
+        let unit = &self.layout.units[self.unit_of_param(p)];
+        let at = self.layout.offsets(unit).into_iter().find(|(q, _)| *q == p).map_or(0, |(_, at)| at);
+        flat.narrow(0, at, self.layout.numel(p)).view(self.layout.shapes[p].as_slice())
     }
 
     /// Number of units (embedding, each layer, head).
@@ -294,23 +323,36 @@ impl<'g> Sharded<'g> {
 
     /// Starts reducing unit `u`'s gradients (those accumulated in the parameters since the last
     /// reduction) into the shard's fp32 gradient, and frees them. Does nothing unless
-    /// `reduce_now`; completes in [`Sharded::finish_reductions`].
+    /// `reduce_now`, except with parameters in a low-precision format: their gradients are then
+    /// added into an fp32 sum after every micro-step (into the shard's gradient directly when one
+    /// process owns everything), so that accumulating many micro-batches never rounds to bf16.
+    /// Completes in [`Sharded::finish_reductions`].
     pub fn reduce(&mut self, u: usize) -> Result<()> {
-        if !self.reduce_now {
+        let low_precision = self.kind != Kind::Float;
+        let now = self.reduce_now || (low_precision && self.group.is_none());
+        if !now && !low_precision {
+            // fp32 gradients keep accumulating in the parameters until the step's last micro-step.
             return Ok(());
         }
         let unit = self.layout.units[u].clone();
         let owners = self.layout.owners as i64;
-        let flat = Tensor::zeros([unit.slice * owners], (Kind::Float, self.device));
+        let flat = match self.accumulated[u].take() {
+            Some(sum) => sum,
+            None => Tensor::zeros([unit.slice * owners], (Kind::Float, self.device)),
+        };
         tch::no_grad(|| {
             for (p, at) in self.layout.offsets(&unit) {
                 let g = self.params[p].grad();
                 if g.defined() {
-                    flat.narrow(0, at, self.layout.numel(p)).copy_(&g.reshape([-1]));
+                    let _ = flat.narrow(0, at, self.layout.numel(p)).g_add_(&g.reshape([-1]));
                 }
                 clear_grad(&self.params[p]);
             }
         });
+        if !now {
+            self.accumulated[u] = Some(flat);
+            return Ok(());
+        }
         let into = self.grad.narrow(0, unit.local, unit.slice);
         match self.group {
             None => tch::no_grad(|| {
@@ -390,6 +432,7 @@ impl<'g> Sharded<'g> {
     /// Drops every gradient accumulated in the parameters and in the shard (an interrupted step).
     pub fn discard_gradients(&mut self) -> Result<()> {
         self.finish_reductions()?;
+        self.accumulated.iter_mut().for_each(|a| *a = None);
         for p in &self.params {
             clear_grad(p);
         }
