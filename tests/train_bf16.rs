@@ -90,15 +90,12 @@ fn three_bf16_steps_match_pytorch_following_the_same_policy() {
     let initial = tensors(&model.join("model.safetensors"));
     let ours = tensors(&out.join("final/model.safetensors"));
     let theirs = tensors(&reference.join("model.safetensors"));
-    let (mut gap, mut update) = (0.0, 0.0);
     for (name, t) in &ours {
         assert_eq!(t.kind(), Kind::Float, "{name}: the export keeps the source's fp32");
         let d = (t - &theirs[name]).abs().max().double_value(&[]);
         assert!(d <= bound, "{name}: masters differ by {d:e}, more than Adam allows ({bound:e})");
-        gap += (t - &theirs[name]).square().sum(Kind::Double).double_value(&[]);
-        update += (&theirs[name] - &initial[name]).square().sum(Kind::Double).double_value(&[]);
     }
-    let disagreement = (gap / update).sqrt();
+    let disagreement = update_disagreement(&initial, &ours, &theirs);
     eprintln!("3 bf16 steps: the updates disagree by {:.2}% in norm; masters within {bound:e}", 100.0 * disagreement);
     assert!(disagreement <= 0.1, "the updates disagree by {:.1}% in norm", 100.0 * disagreement);
 }
@@ -169,13 +166,7 @@ fn bf16_micro_batches_and_checkpointing_do_not_change_the_result() {
     }
     let initial = tensors(&model.join("model.safetensors"));
     let w = |o: &Path| tensors(&o.join("final/model.safetensors"));
-    let (w4, w1) = (w(&four), w(&one));
-    let (mut gap, mut update) = (0.0, 0.0);
-    for (name, t) in &w4 {
-        gap += (t - &w1[name]).square().sum(Kind::Double).double_value(&[]);
-        update += (&w1[name] - &initial[name]).square().sum(Kind::Double).double_value(&[]);
-    }
-    let disagreement = (gap / update).sqrt();
+    let disagreement = update_disagreement(&initial, &w(&four), &w(&one));
     eprintln!("4 x 1 vs 1 x 4: the updates disagree by {:.2}% in norm", 100.0 * disagreement);
     assert!(disagreement <= 0.1, "4 x 1 vs 1 x 4: the updates disagree by {:.1}%", 100.0 * disagreement);
     let same = std::fs::read(one.join("final/model.safetensors")).unwrap()

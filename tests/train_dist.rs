@@ -76,6 +76,30 @@ fn assert_same_run(reference: &Path, other: &Path, what: &str, weight_tol: f64, 
     assert!(diff <= weight_tol, "{what}: final weights differ by {diff:e}");
 }
 
+/// bf16 across processes: each rank sums its micro-batches' bf16 gradients in fp32 before the
+/// one reduction of the step (`none`, `grad-op`) or reduces each (`full`); 2 processes agree
+/// with 1 within the bf16 tolerances of `train_bf16.rs` (losses 1e-3 relative, updates 10%).
+#[test]
+fn two_processes_train_bf16_like_one_in_every_shard_mode() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let bf16 = ["--dtype", "bf16", "--lr-schedule", "constant"];
+    let one = one_process(&s, &model, "one", "3", &bf16);
+    let start = tensors(&model.join("model.safetensors"));
+    for shard in ["none", "grad-op", "full"] {
+        let what = format!("2 processes in bf16, --shard {shard}");
+        let out = s.path(shard);
+        let mut extra = vec!["--shard", shard];
+        extra.extend(bf16);
+        succeeded(&launched(&dist_args(&model, &out, "3", &extra), 2, &[]), &what);
+        for ((step, x), (_, y)) in losses(&one).iter().zip(losses(&out)) {
+            assert!((x - y).abs() <= 1e-3 * x, "{what}: loss at step {step} is {y}, one process {x}");
+        }
+        let disagreement = update_disagreement(&start, &weights(&out), &weights(&one));
+        assert!(disagreement <= 0.1, "{what}: the updates disagree by {:.1}%", 100.0 * disagreement);
+    }
+}
+
 #[test]
 fn two_and_three_processes_train_like_one_in_every_shard_mode() {
     let s = Scratch::new();

@@ -271,6 +271,21 @@ pub fn replay_with_reference(
     (result, reference, encoded, plan_steps)
 }
 
+/// How much two training runs' updates disagree: |a - b| / |b - initial| over all weights (the
+/// measure of bf16 runs, whose rounding Adam turns into small differences of direction).
+pub fn update_disagreement(
+    initial: &std::collections::BTreeMap<String, tch::Tensor>,
+    a: &std::collections::BTreeMap<String, tch::Tensor>,
+    b: &std::collections::BTreeMap<String, tch::Tensor>,
+) -> f64 {
+    let (mut gap, mut update) = (0.0, 0.0);
+    for (name, t) in a {
+        gap += (t - &b[name]).square().sum(tch::Kind::Double).double_value(&[]);
+        update += (&b[name] - &initial[name]).square().sum(tch::Kind::Double).double_value(&[]);
+    }
+    (gap / update).sqrt()
+}
+
 /// The tensors of a safetensors file, by name.
 pub fn tensors(path: &Path) -> std::collections::BTreeMap<String, tch::Tensor> {
     vicuna::model::weights::read_safetensors(path).unwrap().into_iter().collect()
