@@ -10,6 +10,20 @@
 //! with an error at the first non-finite loss or gradient norm, before the bad update is applied
 //! or saved.
 //!
+//! Mixed precision, one policy on CPU and GPU (`--dtype bf16`, or `auto` where the hardware does
+//! bf16 fast, `model::device::decide`): the model's weights and activations are bf16 (or fp16),
+//! so matmuls and attention (SDPA, which accumulates in fp32 inside its kernels) run in that
+//! format. fp32 holds everything that sums or remembers: the master weights (the bf16 weights are
+//! the masters rounded to nearest even after every step), the AdamW moments, the gradient of the
+//! step (each micro-batch's bf16 gradients are added into an fp32 sum as soon as its backward is
+//! done, so 64 micro-batches lose no more than one; `dist::sharded`), the gradient-norm and
+//! clipping, the all-reduce of gradients between processes, the logits from which the loss is
+//! taken and the loss itself, the RMSNorm statistics (`model::llama::RmsNorm`) and the rotary
+//! angles. Within one micro-batch's backward, autograd sums a weight's gradient contributions in
+//! the weight's format (tied embeddings, the LM head's chunks of 512 rows), as PyTorch does.
+//! Checkpoints hold the fp32 masters and moments, so a bf16 run resumes bit-identically; the
+//! export converts the masters to `--export-dtype` (default: the source checkpoint's format).
+//!
 //! Many processes (torchrun's variables, `dist::Env`) add only a rank, a world size, a main-process
 //! flag and collectives to this loop: each rank trains every world-th sample of each step (every
 //! rank runs the same number of micro-step slots, an empty one when it has no sample left), the
