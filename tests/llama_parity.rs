@@ -20,10 +20,14 @@ fn reference(name: &str) -> serde_json::Value {
 
 /// The checkpoint as trained and as generation prepares it.
 fn both_ways(name: &str) -> [(&'static str, Loaded); 2] {
+    both_ways_in(name, Kind::Float)
+}
+
+fn both_ways_in(name: &str, kind: Kind) -> [(&'static str, Loaded); 2] {
     let dir = llama_fixtures().join(name);
-    let mut inference = load_model(&dir, Kind::Float, Device::Cpu).unwrap();
+    let mut inference = load_model(&dir, kind, Device::Cpu).unwrap();
     inference.model.prepare_for_inference();
-    [("training", load_model(&dir, Kind::Float, Device::Cpu).unwrap()), ("inference", inference)]
+    [("training", load_model(&dir, kind, Device::Cpu).unwrap()), ("inference", inference)]
 }
 
 fn ids(v: &serde_json::Value) -> Vec<Vec<u32>> {
@@ -80,6 +84,43 @@ fn greedy_continuations_match_transformers() {
             assert_eq!(got.unwrap()[0], want, "{name} ({way}): greedy tokens");
             let got = generate(&model, &prompts, &sampling, &Stops::default(), &decode, &mut |_, _| true).unwrap();
             assert_eq!(got, want_batch, "{name} ({way}): left-padded batched greedy tokens");
+        }
+    }
+}
+
+/// bf16 generation against transformers in bf16 (`from_pretrained(dtype=bfloat16)`): the greedy
+/// tokens agree for 32 steps, or up to a step where transformers' own top two logits are within
+/// two bf16 spacings of each other (a tie at bf16's resolution, where either kernel's rounding
+/// may pick either token), and never before step 16 (each such step is printed).
+#[test]
+fn bf16_greedy_continuations_match_transformers_in_bf16() {
+    let sampling = Sampling { max_new_tokens: 32, ..Sampling::default() };
+    let decode = |_: &[u32]| -> anyhow::Result<String> { Ok(String::new()) };
+    for name in CONFIGS {
+        let r = reference(name);
+        let prompt: Vec<u32> = serde_json::from_value(r["greedy_prompt"].clone()).unwrap();
+        let want: Vec<u32> = serde_json::from_value(r["greedy_bf16"].clone()).unwrap();
+        let margins: Vec<f64> = serde_json::from_value(r["greedy_bf16_margins"].clone()).unwrap();
+        let tops: Vec<f64> = serde_json::from_value(r["greedy_bf16_top_logits"].clone()).unwrap();
+        for (way, model) in both_ways_in(name, Kind::BFloat16) {
+            let got = generate(&model, &[prompt.clone()], &sampling, &Stops::default(), &decode, &mut |_, _| true);
+            let got = got.unwrap().remove(0);
+            let Some(k) = got.iter().zip(&want).position(|(a, b)| a != b) else { continue };
+            // bf16 keeps 8 significant bits: values in [2^e, 2^(e+1)) are 2^(e-7) apart.
+            let spacing = 2f64.powi(tops[k].abs().log2().floor() as i32 - 7);
+            eprintln!(
+                "{name} ({way}): bf16 greedy diverges at step {k}: transformers' margin {:.4} at top logit {:.3} ({:.1} bf16 spacings)",
+                margins[k],
+                tops[k],
+                margins[k] / spacing
+            );
+            assert!(k >= 16, "{name} ({way}): bf16 greedy tokens differ at step {k}: {got:?} vs {want:?}");
+            assert!(
+                margins[k] <= 2.0 * spacing,
+                "{name} ({way}): bf16 greedy tokens differ at step {k} with a margin of {} ({} spacings)",
+                margins[k],
+                margins[k] / spacing
+            );
         }
     }
 }

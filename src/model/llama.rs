@@ -459,7 +459,8 @@ fn decode_attention(q: &Tensor, keys_t: &Tensor, values: &Tensor, mask: &Mask) -
         Mask::Explicit(allowed) => scores.masked_fill(&allowed.logical_not(), f64::NEG_INFINITY),
         Mask::All | Mask::Causal => scores,
     };
-    scores.softmax(-1, scores.kind()).matmul(values).reshape([b, nh, 1, hd])
+    // Softmax in fp32 whatever the format (as transformers' eager attention), back for the product.
+    scores.softmax(-1, Kind::Float).to_kind(values.kind()).matmul(values).reshape([b, nh, 1, hd])
 }
 
 /// Rotary inverse frequencies `[head_dim / 2]` in fp32, with the configured scaling, following
