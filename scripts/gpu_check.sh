@@ -6,7 +6,9 @@
 #      and `vicuna env`; builds with `make build` (a no-op when up to date);
 #   1. `vicuna train --device cuda --dtype bf16` (bf16 weights, fp32 masters) on the 8x512 bench
 #      model (`model init --preset small`, Llama-2 vocabulary) for a few steps: exit 0, every
-#      step logged, finite loss that falls;
+#      step logged, finite loss that falls; then the mixed-precision policy (the trainer's module
+#      doc, tested on CPU in tests/train_bf16.rs) on the GPU: `--dtype auto` must choose bf16 by the
+#      compute capability, and bf16 against fp32 tokens/s with torch's bf16 and fp32 matmul peaks;
 #   2. with 2+ GPUs, `--nproc-per-node 2 --device cuda` with `--shard none` and `--shard full`
 #      (NCCL): the same checks, bytes handed to collectives > 0, and a first-step loss within 1%
 #      of the 1-GPU run (same samples, same weights);
@@ -119,7 +121,7 @@ ARGS=()
 args_for() {
   local out=$1 n=$2
   shift 2
-  ARGS=(--model "$model" --data "$data" --output-dir "$out" --device cuda --dtype bf16
+  ARGS=(--model "$model" --data "$data" --output-dir "$out" --device cuda --dtype "${DTYPE:-bf16}"
     --max-length "$length" --micro-batch-size "$micro" --gradient-accumulation 2 --max-steps "$n"
     --learning-rate 1e-4 --warmup-ratio 0 --lr-schedule constant --seed 0 --keep-checkpoints 2
     --dist-timeout 120 "$@")
@@ -206,6 +208,37 @@ echo
 echo "== 1. one GPU, bf16"
 run "1 GPU bf16" "$work/one" 0 --save-interval 100000
 one_loss=$first_loss
+
+echo
+echo "== 1b. the mixed-precision policy on the GPU: --dtype auto picks bf16; bf16 against fp32"
+DTYPE=auto run "1 GPU --dtype auto" "$work/auto" 0 --save-interval 100000
+if grep -q "^dtype bf16: auto: the CUDA device has compute capability" "$work/auto.log"; then
+  verdict "--dtype auto on this GPU" 1 "$(grep -m1 '^dtype ' "$work/auto.log")"
+else
+  verdict "--dtype auto on this GPU" 0 "expected bf16 by compute capability; the run said: $(grep -m1 '^dtype ' "$work/auto.log")"
+fi
+DTYPE=fp32 run "1 GPU fp32" "$work/fp32" 0 --save-interval 100000
+"$python" - "$work/one" "$work/fp32" <<'PY'
+import json, statistics, sys
+import torch
+def tps(out):
+    rows = [json.loads(l) for l in open(f"{out}/metrics.jsonl") if '"loss"' in l]
+    return statistics.median(r["tokens_per_second"] for r in rows[2:] or rows)
+def peak(dtype, n=8192):
+    a, b = (torch.randn(n, n, device="cuda", dtype=dtype) for _ in range(2))
+    for _ in range(3):
+        a @ b
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(10):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record(); a @ b; end.record(); torch.cuda.synchronize()
+        best = min(best, start.elapsed_time(end) / 1e3)
+    return 2 * n**3 / best / 1e12
+bf16, fp32 = tps(sys.argv[1]), tps(sys.argv[2])
+print(f"bf16 {bf16:.0f} tokens/s, fp32 {fp32:.0f} tokens/s: {bf16 / fp32:.2f}x; matmul peak (torch, n=8192): "
+      f"bf16 {peak(torch.bfloat16):.0f} TFLOP/s, fp32 {peak(torch.float32):.0f} TFLOP/s (TF32 off)")
+PY
 
 if [ "$ngpu" -ge 2 ]; then
   for mode in none full; do

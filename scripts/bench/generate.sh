@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Decoding speed: `vicuna generate` vs `transformers` `generate()` (greedy, KV cache, same model,
-# same prompt), batch 1 and batch 16, against the memory-bandwidth limit of batch-1 decoding.
+# same prompt), batch 1 and batch 16, against the memory-bandwidth limit of batch-1 decoding; then
+# batch 16 in bf16 against our fp32 and transformers in bf16.
 # The model is the 8-layer, 512-wide preset with the real Llama-2 vocabulary (232 MB in fp32).
 #   scripts/bench/generate.sh [WORK_DIR]
 set -euo pipefail

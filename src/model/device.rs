@@ -153,7 +153,7 @@ impl DtypeChoice {
     /// The format for `device` on this machine: a fixed choice as given, `auto` by [`decide`].
     pub fn resolve(self, device: tch::Device) -> ResolvedDtype {
         match self.fixed() {
-            Some(dtype) => ResolvedDtype { dtype, reason: "as asked (--dtype)".into() },
+            Some(dtype) => ResolvedDtype { dtype, reason: "as asked (--dtype or VICUNA_DTYPE)".into() },
             None => decide(&Hardware::probe(device)),
         }
     }

@@ -415,7 +415,9 @@ impl Served {
             .expect("start vicuna serve");
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufReader::new(stderr).lines();
-        let line = lines.next().expect("serve prints its address").unwrap();
+        // The address line ("serving NAME on http://..."), after the dtype line.
+        let line =
+            lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("serving ")).expect("serve prints its address");
         let addr = line.rsplit("http://").next().unwrap().trim().to_string();
         // Keep draining stderr so the server never blocks on a full pipe.
         std::thread::spawn(move || lines.for_each(drop));
@@ -497,7 +499,9 @@ impl LoggedServer {
         let mut child = cmd.spawn().expect("start vicuna serve");
         let stderr = child.stderr.take().unwrap();
         let mut lines = std::io::BufReader::new(stderr).lines();
-        let line = lines.next().expect("serve prints its address").unwrap();
+        // The address line ("serving NAME on http://..."), after the dtype line.
+        let line =
+            lines.by_ref().map_while(Result::ok).find(|l| l.starts_with("serving ")).expect("serve prints its address");
         let addr = line.rsplit("http://").next().unwrap().trim().to_string();
         let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let sink = log.clone();
