@@ -14,6 +14,7 @@ use vicuna::data::filter::{parse_lang, FilterOptions};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::report::Report;
+use vicuna::data::sources::{self, Preference, Source, SourceOptions};
 use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
 use vicuna::data::template::{Template, TemplateName};
@@ -652,13 +653,47 @@ pub enum Stage {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
-    /// Convert ShareGPT, OpenAI messages or Alpaca records to ShareGPT or OpenAI records.
+    /// Convert ShareGPT, OpenAI messages or Alpaca records (or a dataset's format, --from) to ShareGPT or OpenAI records.
     Convert {
         #[command(flatten)]
         files: Files,
         #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+/// `prep convert --from`: which dataset's format, and what to keep of preference records.
+#[derive(Args, Clone)]
+pub struct SourceArgs {
+    /// Read records in this dataset's format (without it: ShareGPT, OpenAI messages or Alpaca, detected).
+    #[arg(long, value_enum)]
+    pub from: Option<Source>,
+    /// Preference sources: keep the preferred answer only, or both with their markers as system prompts.
+    #[arg(long, value_enum, default_value_t = Preference::KeepPreferred)]
+    pub preference: Preference,
+    /// System prompt of the preferred answer with `--preference both-conditioned`.
+    #[arg(long, default_value = sources::POSITIVE_MARKER)]
+    pub positive_marker: String,
+    /// System prompt of the other answer with `--preference both-conditioned`.
+    #[arg(long, default_value = sources::NEGATIVE_MARKER)]
+    pub negative_marker: String,
+}
+
+impl SourceArgs {
+    /// How records are read: detected without `--from`.
+    pub fn read(&self) -> Read {
+        match self.from {
+            None => Read::AnyShape,
+            Some(source) => Read::Source(SourceOptions {
+                source,
+                preference: self.preference,
+                positive_marker: self.positive_marker.clone(),
+                negative_marker: self.negative_marker.clone(),
+            }),
+        }
+    }
 }
 
 /// The input files and the output file of a `prep` stage.
@@ -863,7 +898,7 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         | Stage::Dedup { files, out }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
-        | Stage::Convert { files, out } => {
+        | Stage::Convert { files, out, .. } => {
             (reads(&files.inputs, None), with_report(vec![("--output", &files.output)], out))
         }
         Stage::SplitTrainTest { inputs, train, test, out, .. } => {
@@ -941,8 +976,8 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             };
             vicuna::data::inspect::show_records(&input, &index, &template, &tokenizer, tokens.max_length, color)
         }
-        Stage::Convert { files, out } => {
-            let plan = out.plan("convert", Read::AnyShape);
+        Stage::Convert { files, source, out } => {
+            let plan = out.plan("convert", source.read());
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
         Stage::Sample { files, count, fraction, seed, out } => {

@@ -16,6 +16,7 @@ pub mod records;
 pub mod report;
 pub mod sampler;
 pub mod select;
+pub mod sources;
 pub mod split;
 pub mod stats;
 pub mod template;
