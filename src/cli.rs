@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
 use vicuna::data::filter::{parse_lang, FilterOptions};
+use vicuna::data::mix::{self, MixOptions, Weighted};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::report::Report;
@@ -662,6 +663,26 @@ pub enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Mix conversation files by weight (above 1 repeats a source, below 1 samples it), shuffled, seeded.
+    Mix {
+        /// Sources as FILE=WEIGHT (a weight of 2 repeats the file twice, 0.5 takes half of it).
+        #[arg(required = true)]
+        sources: Vec<Weighted>,
+        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Seed of the sampling and the shuffle.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Scale the mix to exactly this many conversations, keeping the weighted proportions.
+        #[arg(long)]
+        total: Option<usize>,
+        /// With `--tokenizer`: each source's share in tokens too.
+        #[command(flatten)]
+        tokens: TokenArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
 }
 
 /// `prep convert --from`: which dataset's format, and what to keep of preference records.
@@ -904,6 +925,10 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         Stage::SplitTrainTest { inputs, train, test, out, .. } => {
             (reads(inputs, None), with_report(vec![("--train", train), ("--test", test)], out))
         }
+        Stage::Mix { sources, output, tokens, out, .. } => {
+            let inputs: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
+            (reads(&inputs, Some(tokens)), with_report(vec![("--output", output)], out))
+        }
         Stage::Stats { inputs, .. } => (reads(inputs, None), Vec::new()),
         Stage::Inspect { input, .. } => (vec![input.clone()], Vec::new()),
     }
@@ -989,6 +1014,22 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let amount = test_count.map_or(Amount::Fraction(test_ratio), Amount::Count);
             let (a, b) = ops::split_train_test(&inputs, &train, &test, amount, seed)?;
             render(&out, &[a, b])
+        }
+        Stage::Mix { sources, output, seed, total, tokens, out } => {
+            let loaded = tokens.load()?;
+            let options = MixOptions {
+                seed,
+                total,
+                style: out.style,
+                strict: out.strict,
+                tokens: loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)),
+            };
+            let report = mix::mix(&sources, &output, &options)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(path) = &out.report {
+                vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())?;
+            }
+            Ok(if out.json { format!("{json}\n") } else { report.to_string() })
         }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;

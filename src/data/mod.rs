@@ -10,6 +10,7 @@ pub mod filter;
 pub mod html;
 pub mod inspect;
 pub mod loader;
+pub mod mix;
 pub mod ops;
 pub mod pipeline;
 pub mod records;

@@ -17,7 +17,7 @@ use super::template::Template;
 use super::writer::RecordWriter;
 use crate::data::tokenizer::Tokenizer;
 use crate::util::progress::progress_bar;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -156,14 +156,9 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
                             report.count(name, n);
                         }
                     }
-                    Err((reason, detail)) if plan.strict && is_malformed(reason) => bail!(
-                        "{}: record {} at byte offset {} is malformed ({}{}); fix the record or run without --strict to skip it",
-                        file.path().display(),
-                        i,
-                        file.offset(i),
-                        reason.name(),
-                        detail.map(|d| format!(": {d}")).unwrap_or_default()
-                    ),
+                    Err((reason, detail)) if plan.strict && is_malformed(reason) => {
+                        return Err(malformed(file, i, reason, detail))
+                    }
                     Err((reason, _)) => report.drop(reason),
                 }
             }
@@ -271,9 +266,21 @@ fn convert_source(style: Style, json: &str, global: usize, options: &SourceOptio
     Ok(Kept { conversation, records, counters: converted.counters })
 }
 
+/// The `--strict` error for record `i` of `file`, dropped as `reason` (`detail` names the field).
+pub fn malformed(file: &RecordFile, i: usize, reason: Reason, detail: Option<String>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: record {} at byte offset {} is malformed ({}{}); fix the record or run without --strict to skip it",
+        file.path().display(),
+        i,
+        file.offset(i),
+        reason.name(),
+        detail.map(|d| format!(": {d}")).unwrap_or_default()
+    )
+}
+
 /// Reasons that mean the input itself is broken (fatal under `--strict`), as opposed to content
 /// the pipeline decided to drop.
-fn is_malformed(reason: Reason) -> bool {
+pub fn is_malformed(reason: Reason) -> bool {
     matches!(
         reason,
         Reason::NotAnObject
