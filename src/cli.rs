@@ -14,7 +14,6 @@ use vicuna::data::filter::{parse_lang, FilterOptions};
 use vicuna::data::mix::{self, MixOptions, Weighted};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
-use vicuna::data::report::Report;
 use vicuna::data::sources::{self, Preference, Source, SourceOptions};
 use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
@@ -1024,12 +1023,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
                 strict: out.strict,
                 tokens: loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)),
             };
-            let report = mix::mix(&sources, &output, &options)?;
-            let json = serde_json::to_string_pretty(&report)?;
-            if let Some(path) = &out.report {
-                vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())?;
-            }
-            Ok(if out.json { format!("{json}\n") } else { report.to_string() })
+            render(&out, &[mix::mix(&sources, &output, &options)?])
         }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;
@@ -1041,7 +1035,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
 }
 
 /// The run's reports as text or JSON (`--json`), also written as JSON to `--report` when asked.
-fn render(out: &OutputArgs, reports: &[Report]) -> Result<String> {
+fn render<R: serde::Serialize + std::fmt::Display>(out: &OutputArgs, reports: &[R]) -> Result<String> {
     let json = if reports.len() == 1 {
         serde_json::to_string_pretty(&reports[0])?
     } else {

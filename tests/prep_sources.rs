@@ -11,10 +11,14 @@ fn fixture(name: &str) -> PathBuf {
     repo().join("tests/fixtures/sources").join(name)
 }
 
-/// Converts `input` with `args` into a scratch file; returns the output bytes and the report.
-fn convert(s: &Scratch, input: &str, args: &[&str]) -> (String, serde_json::Value) {
+/// Converts the fixture `name` with `args` into a scratch file; returns the output and the report.
+fn convert(s: &Scratch, name: &str, args: &[&str]) -> (String, serde_json::Value) {
+    convert_file(s, &fixture(name), args)
+}
+
+/// Converts `input` with `args` into a scratch file; returns the output and the report.
+fn convert_file(s: &Scratch, input: &std::path::Path, args: &[&str]) -> (String, serde_json::Value) {
     let out = s.path("out.jsonl");
-    let input = fixture(input);
     let mut all = vec!["prep", "convert", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--json"];
     all.extend_from_slice(args);
     let report = serde_json::from_str(&ok(&all)).expect("report JSON");
@@ -213,17 +217,7 @@ fn strict_stops_at_a_bad_record_naming_the_field() {
         );
         assert!(!out.exists(), "no output after a fatal record");
         // Without --strict the same record is counted and skipped.
-        let report: serde_json::Value = serde_json::from_str(&ok(&[
-            "prep",
-            "convert",
-            input.to_str().unwrap(),
-            "-o",
-            out.to_str().unwrap(),
-            "--from",
-            from,
-            "--json",
-        ]))
-        .unwrap();
+        let (_, report) = convert_file(&s, &input, &["--from", from]);
         let reason = detail.split(':').next().unwrap();
         assert_eq!(report["dropped"], json!({reason: 1}), "--from {from}");
     }
@@ -238,21 +232,9 @@ fn ties_are_counted_not_fatal_under_strict() {
         "tie.jsonl",
         "{\"question\": {\"full_text\": \"q\"}, \"answer_0\": \"a\", \"answer_1\": \"b\", \"score_0\": 0.0, \"score_1\": 0.0}\n",
     );
-    let out = s.path("tie_out.jsonl");
-    let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "prep",
-        "convert",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--from",
-        "webgpt-comparisons",
-        "--strict",
-        "--json",
-    ]))
-    .unwrap();
+    let (out, report) = convert_file(&s, &input, &["--from", "webgpt-comparisons", "--strict"]);
     assert_eq!(report["dropped"], json!({"preference_tie": 1}));
-    assert_eq!(std::fs::read_to_string(&out).unwrap(), "");
+    assert_eq!(out, "");
 }
 
 #[test]
