@@ -691,13 +691,13 @@ pub struct SourceArgs {
     #[arg(long, value_enum)]
     pub from: Option<Source>,
     /// Preference sources: keep the preferred answer only, or both with their markers as system prompts.
-    #[arg(long, value_enum, default_value_t = Preference::KeepPreferred)]
+    #[arg(long, value_enum, default_value_t = Preference::KeepPreferred, requires = "from")]
     pub preference: Preference,
     /// System prompt of the preferred answer with `--preference both-conditioned`.
-    #[arg(long, default_value = sources::POSITIVE_MARKER)]
+    #[arg(long, default_value = sources::POSITIVE_MARKER, requires = "from")]
     pub positive_marker: String,
     /// System prompt of the other answer with `--preference both-conditioned`.
-    #[arg(long, default_value = sources::NEGATIVE_MARKER)]
+    #[arg(long, default_value = sources::NEGATIVE_MARKER, requires = "from")]
     pub negative_marker: String,
 }
 

@@ -177,6 +177,16 @@ fn bad_arguments_and_records_are_refused_by_name() {
     assert!(!out.exists(), "no output after an error");
     let (_, report) = mix(&s, &[arg(&bad, "1")], "1");
     assert_eq!(report["dropped"], json!({"not_an_object": 1}));
+    let twice = format!("{}/./a.jsonl=1", s.dir.path().display());
+    let stderr = fails(&["prep", "mix", &arg(&a, "1"), &twice, "-o", o]);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}/./a.jsonl is listed twice (also as {}); give each source one weight (2 repeats it)",
+            s.dir.path().display(),
+            a.display()
+        )
+    );
     let stderr = fails(&["prep", "mix", &arg(&a, "1"), "-o", a.to_str().unwrap()]);
     assert!(stderr.contains("vicuna never overwrites its input"), "{stderr}");
 }

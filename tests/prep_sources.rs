@@ -40,7 +40,7 @@ fn every_source_converts_to_its_golden_conversations() {
         ("webgpt-comparisons", "webgpt", json!({"bad_field": 1, "empty_text": 1, "preference_tie": 1}), 2, json!(null)),
         ("summarize-comparisons", "summarize", json!({"bad_field": 2}), 2, json!(null)),
         ("alpaca", "alpaca", json!({}), 2, json!(null)),
-        ("openai-messages", "openai_messages", json!({"bad_field": 1}), 1, json!(null)),
+        ("openai-messages", "openai_messages", json!({"bad_field": 1}), 2, json!(null)),
     ];
     for (from, name, dropped, written, counters) in cases {
         let s = Scratch::new();
@@ -221,6 +221,18 @@ fn strict_stops_at_a_bad_record_naming_the_field() {
         let reason = detail.split(':').next().unwrap();
         assert_eq!(report["dropped"], json!({reason: 1}), "--from {from}");
     }
+}
+
+#[test]
+fn preference_flags_need_a_source() {
+    let s = Scratch::new();
+    let input = fixture("hh_rlhf.jsonl");
+    let out = s.path("out.jsonl");
+    let (i, o) = (input.to_str().unwrap(), out.to_str().unwrap());
+    let stderr = fails(&["prep", "convert", i, "-o", o, "--preference", "both-conditioned"]);
+    assert!(stderr.contains("the following required arguments were not provided:\n  --from <FROM>"), "{stderr}");
+    let stderr = fails(&["prep", "convert", i, "-o", o, "--positive-marker", "good"]);
+    assert!(stderr.contains("--from <FROM>"), "{stderr}");
 }
 
 #[test]

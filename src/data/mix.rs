@@ -109,6 +109,16 @@ const BATCH: usize = 2048;
 /// Mixes `sources` into `output` and reports each one's share.
 pub fn mix(sources: &[Weighted], output: &Path, options: &MixOptions) -> Result<MixReport> {
     let paths: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
+    for (i, path) in paths.iter().enumerate() {
+        let same = |other: &PathBuf| crate::util::atomic::same_file(path, other);
+        if let Some(earlier) = paths[..i].iter().find(|other| same(other)) {
+            bail!(
+                "{} is listed twice (also as {}); give each source one weight (2 repeats it)",
+                path.display(),
+                earlier.display()
+            );
+        }
+    }
     let files = open_all(&paths)?;
     let mut report = Report::new("mix");
     let mut valid = Vec::with_capacity(files.len());

@@ -146,7 +146,11 @@ pub fn convert(json: &str, index: usize, options: &SourceOptions) -> Result<Conv
             if fields.get("messages").is_none() {
                 return Err(Bad::field("messages", "is missing"));
             }
-            Ok(Conversation::parse(json, index)?.into())
+            let mut c = Conversation::parse(json, index)?;
+            if fields.get("id").is_none() {
+                c.id = id;
+            }
+            Ok(c.into())
         }
         Source::Oig => Ok(transcript::oig(fields, id)?.into()),
         Source::Hc3 => qa::hc3(fields, &id),
