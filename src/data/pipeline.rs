@@ -30,7 +30,8 @@ pub enum Read {
     Conversations,
     /// Any shape, Alpaca included (`convert`).
     AnyShape,
-    /// One dataset's format, a record becoming one conversation or several (`convert --from`).
+    /// One dataset's format, a record becoming one conversation or several (`convert --from`);
+    /// no filter, dedup or token stage applies to it.
     Source(SourceOptions),
 }
 
