@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
 use vicuna::data::filter::{parse_lang, FilterOptions};
+use vicuna::data::mix::{self, MixOptions, Weighted};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
-use vicuna::data::report::Report;
+use vicuna::data::sources::{self, Preference, Source, SourceOptions};
 use vicuna::data::split::{LongPair, SplitOptions};
 use vicuna::data::stats;
 use vicuna::data::template::{Template, TemplateName};
@@ -653,13 +654,67 @@ pub enum Stage {
         #[arg(long, value_enum, default_value_t = Color::Auto)]
         color: Color,
     },
-    /// Convert ShareGPT, OpenAI messages or Alpaca records to ShareGPT or OpenAI records.
+    /// Convert ShareGPT, OpenAI messages or Alpaca records (or a dataset's format, --from) to ShareGPT or OpenAI records.
     Convert {
         #[command(flatten)]
         files: Files,
         #[command(flatten)]
+        source: SourceArgs,
+        #[command(flatten)]
         out: OutputArgs,
     },
+    /// Mix conversation files by weight (above 1 repeats a source, below 1 samples it), shuffled, seeded.
+    Mix {
+        /// Sources as FILE=WEIGHT (a weight of 2 repeats the file twice, 0.5 takes half of it).
+        #[arg(required = true)]
+        sources: Vec<Weighted>,
+        /// Output file; .json writes a JSON array, .jsonl JSON Lines.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Seed of the sampling and the shuffle.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Scale the mix to exactly this many conversations, keeping the weighted proportions.
+        #[arg(long)]
+        total: Option<usize>,
+        /// With `--tokenizer`: each source's share in tokens too.
+        #[command(flatten)]
+        tokens: TokenArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+}
+
+/// `prep convert --from`: which dataset's format, and what to keep of preference records.
+#[derive(Args, Clone)]
+pub struct SourceArgs {
+    /// Read records in this dataset's format (without it: ShareGPT, OpenAI messages or Alpaca, detected).
+    #[arg(long, value_enum)]
+    pub from: Option<Source>,
+    /// Preference sources: keep the preferred answer only, or both with their markers as system prompts.
+    #[arg(long, value_enum, default_value_t = Preference::KeepPreferred, requires = "from")]
+    pub preference: Preference,
+    /// System prompt of the preferred answer with `--preference both-conditioned`.
+    #[arg(long, default_value = sources::POSITIVE_MARKER, requires = "from")]
+    pub positive_marker: String,
+    /// System prompt of the other answer with `--preference both-conditioned`.
+    #[arg(long, default_value = sources::NEGATIVE_MARKER, requires = "from")]
+    pub negative_marker: String,
+}
+
+impl SourceArgs {
+    /// How records are read: detected without `--from`.
+    pub fn read(&self) -> Read {
+        match self.from {
+            None => Read::AnyShape,
+            Some(source) => Read::Source(SourceOptions {
+                source,
+                preference: self.preference,
+                positive_marker: self.positive_marker.clone(),
+                negative_marker: self.negative_marker.clone(),
+            }),
+        }
+    }
 }
 
 /// The input files and the output file of a `prep` stage.
@@ -866,11 +921,15 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         | Stage::Dedup { files, out }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
-        | Stage::Convert { files, out } => {
+        | Stage::Convert { files, out, .. } => {
             (reads(&files.inputs, None), with_report(vec![("--output", &files.output)], out))
         }
         Stage::SplitTrainTest { inputs, train, test, out, .. } => {
             (reads(inputs, None), with_report(vec![("--train", train), ("--test", test)], out))
+        }
+        Stage::Mix { sources, output, tokens, out, .. } => {
+            let inputs: Vec<PathBuf> = sources.iter().map(|s| s.path.clone()).collect();
+            (reads(&inputs, Some(tokens)), with_report(vec![("--output", output)], out))
         }
         Stage::Stats { inputs, .. } => (reads(inputs, None), Vec::new()),
         Stage::Inspect { input, .. } => (vec![input.clone()], Vec::new()),
@@ -944,8 +1003,8 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             };
             vicuna::data::inspect::show_records(&input, &index, &template, &tokenizer, tokens.max_length, color)
         }
-        Stage::Convert { files, out } => {
-            let plan = out.plan("convert", Read::AnyShape);
+        Stage::Convert { files, source, out } => {
+            let plan = out.plan("convert", source.read());
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
         Stage::Sample { files, count, fraction, seed, out } => {
@@ -958,6 +1017,17 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let (a, b) = ops::split_train_test(&inputs, &train, &test, amount, seed)?;
             render(&out, &[a, b])
         }
+        Stage::Mix { sources, output, seed, total, tokens, out } => {
+            let loaded = tokens.load()?;
+            let options = MixOptions {
+                seed,
+                total,
+                style: out.style,
+                strict: out.strict,
+                tokens: loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)),
+            };
+            render(&out, &[mix::mix(&sources, &output, &options)?])
+        }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;
             let stats =
@@ -968,7 +1038,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
 }
 
 /// The run's reports as text or JSON (`--json`), also written as JSON to `--report` when asked.
-fn render(out: &OutputArgs, reports: &[Report]) -> Result<String> {
+fn render<R: serde::Serialize + std::fmt::Display>(out: &OutputArgs, reports: &[R]) -> Result<String> {
     let json = if reports.len() == 1 {
         serde_json::to_string_pretty(&reports[0])?
     } else {

@@ -11,12 +11,13 @@ use super::encode::{self, IGNORE};
 use super::filter::{self, FilterOptions};
 use super::records::RecordFile;
 use super::report::{Reason, Report};
+use super::sources::{self, SourceOptions};
 use super::split::{self, SplitOptions};
 use super::template::Template;
 use super::writer::RecordWriter;
 use crate::data::tokenizer::Tokenizer;
 use crate::util::progress::progress_bar;
-use anyhow::{bail, Result};
+use anyhow::Result;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 
@@ -29,6 +30,9 @@ pub enum Read {
     Conversations,
     /// Any shape, Alpaca included (`convert`).
     AnyShape,
+    /// One dataset's format, a record becoming one conversation or several (`convert --from`);
+    /// no filter, dedup or token stage applies to it.
+    Source(SourceOptions),
 }
 
 /// Which records a run keeps, by their position across all inputs (`sample`, `split-train-test`).
@@ -66,15 +70,17 @@ struct Kept {
     counters: Vec<(&'static str, usize)>,
 }
 
-/// A dropped record: why, and the counters of what happened before it was dropped.
+/// A dropped record: why (and, for `--strict`, which field), and the counters of what happened
+/// before it was dropped.
 struct Dropped {
     reason: Reason,
+    detail: Option<String>,
     counters: Vec<(&'static str, usize)>,
 }
 
 impl From<Reason> for Dropped {
     fn from(reason: Reason) -> Dropped {
-        Dropped { reason, counters: Vec::new() }
+        Dropped { reason, detail: None, counters: Vec::new() }
     }
 }
 
@@ -133,10 +139,10 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
                         for (name, n) in dropped.counters {
                             report.count(name, n);
                         }
-                        Err(dropped.reason)
+                        Err((dropped.reason, dropped.detail))
                     }
                     Ok(kept) => match plan.dedup.then(|| dedup.check(&kept.conversation)).flatten() {
-                        Some(reason) => Err(reason),
+                        Some(reason) => Err((reason, None)),
                         None => Ok(kept),
                     },
                 };
@@ -151,14 +157,10 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
                             report.count(name, n);
                         }
                     }
-                    Err(reason) if plan.strict && is_malformed(reason) => bail!(
-                        "{}: record {} at byte offset {} is malformed ({}); fix the record or run without --strict to skip it",
-                        file.path().display(),
-                        i,
-                        file.offset(i),
-                        reason.name()
-                    ),
-                    Err(reason) => report.drop(reason),
+                    Err((reason, detail)) if plan.strict && is_malformed(reason) => {
+                        return Err(malformed(file, i, reason, detail))
+                    }
+                    Err((reason, _)) => report.drop(reason),
                 }
             }
             bar.inc((end - start) as u64);
@@ -181,6 +183,7 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
         Read::Clean(options) => clean_record(json, global, options),
         Read::Conversations => Conversation::parse(json, global),
         Read::AnyShape => parse_any(json, global),
+        Read::Source(options) => return Ok(convert_source(plan.style, json, global, options)),
     };
     let conversation = match parsed {
         Ok(c) => c,
@@ -207,7 +210,7 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
             counters.push(("pairs_truncated", outcome.truncated_pairs));
             counters.push(("pairs_dropped", outcome.dropped_pairs));
             if outcome.segments.is_empty() {
-                return Ok(Err(Dropped { reason: Reason::LongPairs, counters }));
+                return Ok(Err(Dropped { reason: Reason::LongPairs, detail: None, counters }));
             }
             outcome.segments
         }
@@ -239,16 +242,55 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
         records.push(bytes);
     }
     if records.is_empty() {
-        return Ok(Err(Dropped { reason: Reason::NoTrainableTokens, counters }));
+        return Ok(Err(Dropped { reason: Reason::NoTrainableTokens, detail: None, counters }));
     }
     Ok(Ok(Kept { conversation, records, counters }))
 }
 
+/// Converts one record of a dataset's format (`convert --from`) into its conversations.
+fn convert_source(style: Style, json: &str, global: usize, options: &SourceOptions) -> Result<Kept, Dropped> {
+    let converted = sources::convert(json, global, options).map_err(|bad| Dropped {
+        reason: bad.reason,
+        detail: bad.detail,
+        counters: Vec::new(),
+    })?;
+    let records = converted
+        .conversations
+        .iter()
+        .map(|c| {
+            let mut bytes = Vec::with_capacity(json.len());
+            c.write_json(style, &mut bytes);
+            bytes
+        })
+        .collect();
+    let conversation = converted.conversations.into_iter().next().ok_or(Dropped::from(Reason::EmptyText))?;
+    Ok(Kept { conversation, records, counters: converted.counters })
+}
+
+/// The `--strict` error for record `i` of `file`, dropped as `reason` (`detail` names the field).
+pub fn malformed(file: &RecordFile, i: usize, reason: Reason, detail: Option<String>) -> anyhow::Error {
+    anyhow::anyhow!(
+        "{}: record {} at byte offset {} is malformed ({}{}); fix the record or run without --strict to skip it",
+        file.path().display(),
+        i,
+        file.offset(i),
+        reason.name(),
+        detail.map(|d| format!(": {d}")).unwrap_or_default()
+    )
+}
+
 /// Reasons that mean the input itself is broken (fatal under `--strict`), as opposed to content
 /// the pipeline decided to drop.
-fn is_malformed(reason: Reason) -> bool {
+pub fn is_malformed(reason: Reason) -> bool {
     matches!(
         reason,
-        Reason::NotAnObject | Reason::BadId | Reason::MissingConversations | Reason::BadTurn | Reason::UnknownRole
+        Reason::NotAnObject
+            | Reason::BadId
+            | Reason::MissingConversations
+            | Reason::BadTurn
+            | Reason::UnknownRole
+            | Reason::BadField
+            | Reason::EmptyText
+            | Reason::BadTranscript
     )
 }

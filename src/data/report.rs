@@ -49,6 +49,14 @@ pub enum Reason {
     NoTrainableTokens,
     /// Every turn pair was too long to fit the maximum length and could not be kept.
     LongPairs,
+    /// A field a source format requires (`prep convert --from`) is missing, mistyped or impossible.
+    BadField,
+    /// A required text of a source record (question, answer, response) is empty.
+    EmptyText,
+    /// A speaker-marked transcript (OIG, hh-rlhf) does not split into alternating turns.
+    BadTranscript,
+    /// A preference record whose two answers are equally preferred (a tie: nothing to learn).
+    PreferenceTie,
 }
 
 impl Reason {
@@ -105,7 +113,7 @@ impl Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
-        writeln!(
+        write!(
             f,
             "{}: {} records in, {} out, {} dropped",
             self.command,
@@ -113,8 +121,19 @@ impl fmt::Display for Report {
             self.records_out,
             self.dropped_total()
         )?;
+        // A record can become several (split segments, `convert --from` answers): say so.
+        if self.written != self.records_out {
+            write!(f, ", {} written", self.written)?;
+        }
+        writeln!(f)?;
         for (reason, n) in &self.dropped {
             writeln!(f, "  {:<22} {n:>9}", reason.name())?;
+        }
+        if !self.counters.is_empty() {
+            writeln!(f, "also counted:")?;
+            for (name, n) in &self.counters {
+                writeln!(f, "  {name:<22} {n:>9}")?;
+            }
         }
         Ok(())
     }

@@ -3,7 +3,7 @@
 //! that could not be read, by reason. Computed in parallel over the mapped files.
 use super::clean::repair_structure;
 use super::conversation::{Conversation, Role};
-use super::encode::encode;
+use super::encode::{encode, Sample};
 use super::records::RecordFile;
 use super::report::Reason;
 use super::template::Template;
@@ -69,18 +69,13 @@ struct Acc {
 
 impl Acc {
     fn add(mut self, c: &Conversation, tokens: Option<(&Tokenizer, &Template)>) -> Acc {
-        if let Some((tokenizer, template)) = tokens {
-            let mut repaired = c.clone();
-            if repair_structure(&mut repaired.turns).is_ok() {
-                if let Ok(Ok(sample)) = encode(&repaired, template, tokenizer, usize::MAX) {
-                    let n = sample.input_ids.len();
-                    self.tokens.tokens += n;
-                    self.tokens.trained_tokens += sample.trained_tokens();
-                    self.tokens.max_tokens = self.tokens.max_tokens.max(n);
-                    self.token_histogram.resize(TOKEN_BUCKETS.len() + 1, 0);
-                    self.token_histogram[TOKEN_BUCKETS.iter().position(|&b| n < b).unwrap_or(TOKEN_BUCKETS.len())] += 1;
-                }
-            }
+        if let Some(sample) = tokens.and_then(|tokens| encode_whole(c, tokens)) {
+            let n = sample.input_ids.len();
+            self.tokens.tokens += n;
+            self.tokens.trained_tokens += sample.trained_tokens();
+            self.tokens.max_tokens = self.tokens.max_tokens.max(n);
+            self.token_histogram.resize(TOKEN_BUCKETS.len() + 1, 0);
+            self.token_histogram[TOKEN_BUCKETS.iter().position(|&b| n < b).unwrap_or(TOKEN_BUCKETS.len())] += 1;
         }
         let s = &mut self.stats;
         s.conversations += 1;
@@ -151,6 +146,14 @@ fn language(c: &Conversation) -> String {
         sample.push('\n');
     }
     whatlang::detect_lang(&sample).map_or_else(|| "unknown".to_string(), |l| l.eng_name().to_string())
+}
+
+/// A conversation as the trainer would see it, untruncated (its structure repaired as `prep`
+/// would): what token counts are taken from. `None` when it cannot be rendered or encoded.
+pub fn encode_whole(c: &Conversation, (tokenizer, template): (&Tokenizer, &Template)) -> Option<Sample> {
+    let mut repaired = c.clone();
+    repair_structure(&mut repaired.turns).ok()?;
+    encode(&repaired, template, tokenizer, usize::MAX).ok()?.ok()
 }
 
 /// Computes the statistics of clean conversation files; with `tokens`, also token counts.

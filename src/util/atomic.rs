@@ -27,6 +27,12 @@ fn file_id(path: &Path) -> FileId {
     FileId::Path(dir.join(path.file_name().unwrap_or_default()))
 }
 
+/// Whether two paths name the same file (by inode when it exists), so that one input listed twice
+/// under two spellings is caught.
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    file_id(a) == file_id(b)
+}
+
 /// Fails, before anything is written, when an output is the same file as an input or as another
 /// output. `outputs` pairs each path with the flag that names it in messages (`--output`).
 pub fn ensure_distinct(inputs: &[&Path], outputs: &[(&str, &Path)]) -> Result<()> {
