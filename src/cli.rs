@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
 use vicuna::data::filter::{parse_lang, FilterOptions};
+use vicuna::data::neardup::NearOptions;
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::report::Report;
@@ -523,6 +524,8 @@ pub struct Prep {
     /// Keep duplicates (by id and by first user and assistant turn) instead of dropping them.
     #[arg(long)]
     pub no_dedup: bool,
+    #[command(flatten)]
+    pub near: NearArgs,
     /// With `--tokenizer`, conversations are also split to fit `--max-length` tokens.
     #[command(flatten)]
     pub split: SplitArgs,
@@ -550,10 +553,13 @@ pub enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Drop duplicates by id and by (first user turn, first assistant turn); the first one wins.
+    /// Drop duplicates by id and by (first user turn, first assistant turn), and with `--near`
+    /// near-duplicate user queries (MinHash LSH); the first one wins.
     Dedup {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        near: NearArgs,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -659,6 +665,42 @@ pub enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+}
+
+/// Near-duplicate dedup (`--near`): MinHash LSH over word shingles of the user turns.
+#[derive(Args, Clone)]
+pub struct NearArgs {
+    /// Also drop conversations whose user turns nearly copy an earlier one's (MinHash LSH over word shingles).
+    #[arg(long)]
+    pub near: bool,
+    /// Jaccard similarity of the shingle sets at which conversations count as near-duplicates (0 to 1).
+    #[arg(long, default_value_t = 0.5, requires = "near", value_parser = finite(Excluded(0.0), Included(1.0)))]
+    pub near_threshold: f64,
+    /// Words per shingle.
+    #[arg(long, default_value_t = 2, requires = "near", value_parser = count(1..=64))]
+    pub shingle: usize,
+    /// MinHash permutations (hash functions) per signature.
+    #[arg(long, default_value_t = 128, requires = "near", value_parser = count(1..=1024))]
+    pub num_perm: usize,
+    /// LSH bands (with --rows; default: datasketch's optimum for the threshold).
+    #[arg(long, requires_all = ["near", "rows"], value_parser = count(1..))]
+    pub bands: Option<usize>,
+    /// Rows (signature values) per LSH band (with --bands).
+    #[arg(long, requires_all = ["near", "bands"], value_parser = count(1..))]
+    pub rows: Option<usize>,
+    /// Seed of the MinHash functions (same seed, same result on every machine).
+    #[arg(long, default_value_t = 1, requires = "near")]
+    pub near_seed: u64,
+}
+
+impl NearArgs {
+    /// The checked options, or `None` without `--near`.
+    pub fn options(&self) -> Result<Option<NearOptions>> {
+        let bands_rows = self.bands.zip(self.rows);
+        self.near
+            .then(|| NearOptions::new(self.near_threshold, self.shingle, self.num_perm, bands_rows, self.near_seed))
+            .transpose()
+    }
 }
 
 /// The input files and the output file of a `prep` stage.
@@ -860,7 +902,7 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         }
         Stage::Clean { files, out, .. }
         | Stage::Filter { files, out, .. }
-        | Stage::Dedup { files, out }
+        | Stage::Dedup { files, out, .. }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
         | Stage::Convert { files, out } => {
@@ -887,6 +929,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
+            near: prep.near.options()?.filter(|_| !prep.no_dedup),
             tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
                 tokenizer,
                 template,
@@ -906,8 +949,8 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let plan = Plan { filter: filter.options()?, ..out.plan("filter", Read::Conversations) };
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Dedup { files, out } => {
-            let plan = Plan { dedup: true, ..out.plan("dedup", Read::Conversations) };
+        Stage::Dedup { files, near, out } => {
+            let plan = Plan { dedup: true, near: near.options()?, ..out.plan("dedup", Read::Conversations) };
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
         Stage::Merge { files, dedup, out } => {
