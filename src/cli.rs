@@ -10,6 +10,7 @@ use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
+use vicuna::data::decontaminate::{self, DecontaminateOptions, QuestionIndex};
 use vicuna::data::filter::{parse_lang, FilterOptions};
 use vicuna::data::neardup::NearOptions;
 use vicuna::data::ops::{self, Amount};
@@ -563,6 +564,25 @@ pub enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Drop conversations whose user turns resemble benchmark questions (n-gram overlap, sentence BLEU).
+    Decontaminate {
+        #[command(flatten)]
+        files: Files,
+        /// Question files: FastChat's Vicuna-80 or MT-bench question.jsonl, or JSONL of {"text"}.
+        #[arg(long, required = true, num_args = 1..)]
+        against: Vec<PathBuf>,
+        /// Sentence BLEU (NLTK's, smoothing method 1) at or above which a turn matches a question (0 to 1).
+        #[arg(long, default_value_t = 0.2, value_parser = finite(Excluded(0.0), Included(1.0)))]
+        bleu: f64,
+        /// Words per n-gram of the overlap test.
+        #[arg(long, default_value_t = 8, value_parser = count(1..=64))]
+        ngram: usize,
+        /// Share of a question's n-grams found in a turn at or above which it matches (0 to 1).
+        #[arg(long, default_value_t = 0.5, value_parser = finite(Excluded(0.0), Included(1.0)))]
+        overlap: f64,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Print statistics: conversations, turns, characters, length histogram, languages (tokens with --tokenizer).
     Stats {
         /// Input files (.json array or .jsonl), read in order.
@@ -912,6 +932,9 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
             (reads(inputs, None), with_report(vec![("--train", train), ("--test", test)], out))
         }
         Stage::Stats { inputs, .. } => (reads(inputs, None), Vec::new()),
+        Stage::Decontaminate { files, against, out, .. } => {
+            (files.inputs.iter().chain(against).cloned().collect(), with_report(vec![("--output", &files.output)], out))
+        }
         Stage::Inspect { input, .. } => (vec![input.clone()], Vec::new()),
     }
 }
@@ -997,6 +1020,17 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let amount = test_count.map_or(Amount::Fraction(test_ratio), Amount::Count);
             let (a, b) = ops::split_train_test(&inputs, &train, &test, amount, seed)?;
             render(&out, &[a, b])
+        }
+        Stage::Decontaminate { files, against, bleu, ngram, overlap, out } => {
+            let options = DecontaminateOptions::new(bleu, ngram, overlap)?;
+            let index = QuestionIndex::new(decontaminate::read_questions(&against, ngram)?, options);
+            let plan = out.plan("decontaminate", Read::Conversations);
+            let report = decontaminate::run(plan, &index, &files.inputs, &files.output)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(path) = &out.report {
+                vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())?;
+            }
+            Ok(if out.json { format!("{json}\n") } else { report.to_string() })
         }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;
