@@ -31,3 +31,13 @@ ensure_fastchat() {
 ensure_vicuna() {
   make -C "$root" --no-print-directory build >/dev/null 2>&1
 }
+
+# datasketch and NLTK (the references of near-duplicate dedup and decontamination) in their own
+# environment; $similar_ref after sourcing.
+similar_ref=$work/similar-venv
+ensure_similar_ref() {
+  if ! "$similar_ref/bin/python" -c "import datasketch, nltk" 2>/dev/null; then
+    python3 -m venv "$similar_ref"
+    "$similar_ref/bin/pip" install -q datasketch==2.0.0 nltk==3.10.4
+  fi
+}
