@@ -75,6 +75,24 @@ pub struct BenchmarkQuestion {
     overlap_ngrams: usize,
 }
 
+impl BenchmarkQuestion {
+    /// A question turn with its n-grams; `None` when the text has no word.
+    pub fn new(source: &str, question_id: Value, turn: usize, text: &str, ngram: usize) -> Option<BenchmarkQuestion> {
+        let words = word_hashes(text);
+        let mut grams = ngram_hashes(&words, ngram);
+        grams.sort_unstable();
+        grams.dedup();
+        (!words.is_empty()).then(|| BenchmarkQuestion {
+            source: source.to_string(),
+            question_id,
+            turn,
+            text: text.to_string(),
+            counts: NgramCounts::new(&words),
+            overlap_ngrams: grams.len(),
+        })
+    }
+}
+
 /// Reads question files (see the module doc); strict, since a question silently lost is a
 /// contamination silently kept: a bad line is an error naming `file:line`.
 pub fn read_questions(paths: &[PathBuf], ngram: usize) -> Result<Vec<BenchmarkQuestion>> {
@@ -99,21 +117,8 @@ pub fn read_questions(paths: &[PathBuf], ngram: usize) -> Result<Vec<BenchmarkQu
                 ),
             };
             for (turn, text) in turns.into_iter().enumerate() {
-                let words = word_hashes(text);
-                if words.is_empty() {
-                    bail!("{}: turn {} of the question has no words to match", at(), turn + 1);
-                }
-                let mut grams = ngram_hashes(&words, ngram);
-                grams.sort_unstable();
-                grams.dedup();
-                questions.push(BenchmarkQuestion {
-                    source: source.clone(),
-                    question_id: id.clone(),
-                    turn: turn + 1,
-                    text: text.to_string(),
-                    counts: NgramCounts::new(&words),
-                    overlap_ngrams: grams.len(),
-                });
+                let question = BenchmarkQuestion::new(&source, id.clone(), turn + 1, text, ngram);
+                questions.push(question.with_context(|| format!("{}: turn {} has no words to match", at(), turn + 1))?);
             }
         }
     }
@@ -142,6 +147,8 @@ pub struct QuestionIndex {
     ngrams: HashMap<u64, Vec<u32>>,
     /// The n-gram lengths the overlap index holds: `ngram`, and the lengths of shorter questions.
     lengths: Vec<usize>,
+    /// Score BLEU against every question: below 0.178 a question sharing no bigram can match.
+    score_all: bool,
 }
 
 impl QuestionIndex {
@@ -164,7 +171,8 @@ impl QuestionIndex {
                 lengths.push(words.len());
             }
         }
-        QuestionIndex { questions, options, bigrams, ngrams, lengths }
+        let score_all = options.bleu <= max_without_shared_bigram();
+        QuestionIndex { questions, options, bigrams, ngrams, lengths, score_all }
     }
 
     /// The indexed questions.
@@ -202,14 +210,13 @@ impl QuestionIndex {
                 bigram_hits[q as usize] += 1;
             }
         }
-        let score_all = self.options.bleu <= max_without_shared_bigram();
         let mut counts: Option<NgramCounts> = None;
         let mut best: Option<Match> = None;
         for (q, question) in self.questions.iter().enumerate() {
             let overlap = f64::from(overlap_hits[q]) / question.overlap_ngrams as f64;
             let overlapping = overlap >= self.options.overlap;
             let bound = bleu_upper_bound(question.counts.len, words.len(), bigram_hits[q] as usize);
-            if !overlapping && !score_all && bound < self.options.bleu {
+            if !overlapping && !self.score_all && bound < self.options.bleu {
                 continue;
             }
             let counts = counts.get_or_insert_with(|| NgramCounts::new(&words));
@@ -301,4 +308,81 @@ pub fn run(plan: Plan, index: &QuestionIndex, inputs: &[PathBuf], output: &Path)
     let mut removed = found.into_inner().unwrap_or_else(|e| e.into_inner());
     removed.sort_by_key(|r| r.record);
     Ok(DecontaminationReport { report, questions: index.questions.len(), removed })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::util::rng::SplitMix64;
+
+    /// Texts over a small vocabulary, so that many pairs share words, bigrams and longer runs.
+    fn text(rng: &mut SplitMix64, len: usize) -> String {
+        const WORDS: &[&str] = &[
+            "how",
+            "can",
+            "i",
+            "improve",
+            "my",
+            "time",
+            "write",
+            "a",
+            "poem",
+            "about",
+            "the",
+            "sea",
+            "explain",
+            "why",
+            "sky",
+            "is",
+            "blue",
+            "in",
+            "two",
+            "sentences",
+            "what",
+            "are",
+            "some",
+            "ways",
+            "to",
+            "cook",
+            "rice",
+            "fast",
+            "list",
+            "five",
+            "ideas",
+            "for",
+            "breakfast",
+            "plan",
+            "party",
+            "budget",
+            "smaller",
+            "of",
+            "and",
+            "with",
+        ];
+        (0..len).map(|_| WORDS[rng.below(WORDS.len())]).collect::<Vec<_>>().join(" ")
+    }
+
+    #[test]
+    fn the_index_finds_exactly_what_scoring_every_question_finds() {
+        let mut rng = SplitMix64::new(7);
+        let questions: Vec<_> = (0..60)
+            .map(|i| {
+                let len = 1 + rng.below(20);
+                BenchmarkQuestion::new("q.jsonl", Value::from(i), 1, &text(&mut rng, len), 8).unwrap()
+            })
+            .collect();
+        let options = DecontaminateOptions::new(0.2, 8, 0.5).unwrap();
+        let indexed = QuestionIndex::new(questions.clone(), options);
+        let brute = QuestionIndex { score_all: true, ..QuestionIndex::new(questions, options) };
+        assert!(!indexed.score_all);
+        let mut matched = 0;
+        for _ in 0..3000 {
+            let len = 1 + rng.below(30);
+            let turn = text(&mut rng, len);
+            let (a, b) = (indexed.best_match(&turn), brute.best_match(&turn));
+            assert_eq!(a, b, "{turn:?}");
+            matched += usize::from(a.is_some());
+        }
+        assert!(matched > 300 && matched < 2700, "{matched} of 3000 matched: the test would not tell");
+    }
 }
