@@ -170,30 +170,15 @@ fn all_in_one_prep_takes_near_and_bad_settings_are_refused() {
     assert!(stdout.contains("near_duplicate                 1"), "{stdout}");
     assert_eq!(ids(&out), ["a1".to_string()].into());
 
-    let stderr = fails(&[
-        "prep",
-        "dedup",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--near",
-        "--bands",
-        "30",
-        "--rows",
-        "5",
-    ]);
+    let dedup_with = |flags: &[&str]| {
+        let mut args = vec!["prep", "dedup", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
+        args.extend(flags);
+        fails(&args)
+    };
+    let stderr = dedup_with(&["--near", "--bands", "30", "--rows", "5"]);
     assert!(stderr.contains("--bands 30 x --rows 5 must be at least 1 each and at most --num-perm 128"), "{stderr}");
-    let stderr = fails(&["prep", "dedup", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--shingle", "3"]);
+    let stderr = dedup_with(&["--shingle", "3"]);
     assert!(stderr.contains("--near"), "{stderr}");
-    let stderr = fails(&[
-        "prep",
-        "dedup",
-        input.to_str().unwrap(),
-        "-o",
-        out.to_str().unwrap(),
-        "--near",
-        "--near-threshold",
-        "1.5",
-    ]);
+    let stderr = dedup_with(&["--near", "--near-threshold", "1.5"]);
     assert!(stderr.contains("--near-threshold"), "{stderr}");
 }

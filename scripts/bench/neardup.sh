@@ -9,17 +9,7 @@
 #   scripts/bench/neardup.sh [WORK_DIR]
 set -euo pipefail
 source "$(dirname "$0")/common.sh" "${1:-}"
-ensure_similar_ref
-[ -x "$vicuna" ] || ensure_vicuna
-data=$work/neardup
-n=100000
-if [ ! -f "$data/planted.txt" ]; then
-  mkdir -p "$data"
-  python3 "$root/scripts/bench/similar_data.py" neardup "$data" "$n"
-fi
-measure="python3 $root/scripts/bench/measure.py"
-python3 -c "import sys; sys.path.insert(0, '$root/scripts/bench'); import measure; print(measure.cpu_summary())"
-echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
+similar_bench_setup neardup
 runs=()
 for i in 1 2 3; do
   runs+=("$(RAYON_NUM_THREADS=2 $measure vicuna -- "$vicuna" prep dedup --near "$data/conversations.jsonl" \

@@ -368,17 +368,29 @@ mod tests {
         let questions: Vec<_> = (0..60)
             .map(|i| {
                 let len = 1 + rng.below(20);
-                BenchmarkQuestion::new("q.jsonl", Value::from(i), 1, &text(&mut rng, len), 8).unwrap()
+                BenchmarkQuestion::new("q.jsonl", Value::from(i), 1, &text(&mut rng, len), 64).unwrap()
             })
             .collect();
-        let options = DecontaminateOptions::new(0.2, 8, 0.5).unwrap();
+        // Overlap only for a question copied whole, so that BLEU decides nearly every match.
+        let options = DecontaminateOptions::new(0.2, 64, 1.0).unwrap();
         let indexed = QuestionIndex::new(questions.clone(), options);
         let brute = QuestionIndex { score_all: true, ..QuestionIndex::new(questions, options) };
         assert!(!indexed.score_all);
+        let texts: Vec<String> = indexed.questions().iter().map(|q| q.text.clone()).collect();
         let mut matched = 0;
         for _ in 0..3000 {
+            // Half random texts, half edited questions inside random words: scores all around the threshold.
             let len = 1 + rng.below(30);
-            let turn = text(&mut rng, len);
+            let mut turn = text(&mut rng, len);
+            if rng.below(2) == 0 {
+                let mut words: Vec<String> = texts[rng.below(texts.len())].split(' ').map(str::to_string).collect();
+                for _ in 0..rng.below(words.len() + 1) {
+                    let at = rng.below(words.len());
+                    words[at] = text(&mut rng, 1);
+                }
+                let (before, after) = (rng.below(12), rng.below(12));
+                turn = format!("{} {} {}", text(&mut rng, before), words.join(" "), text(&mut rng, after));
+            }
             let (a, b) = (indexed.best_match(&turn), brute.best_match(&turn));
             assert_eq!(a, b, "{turn:?}");
             matched += usize::from(a.is_some());
