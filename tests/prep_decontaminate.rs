@@ -143,5 +143,9 @@ fn plain_text_questions_and_bad_question_files() {
     assert!(stderr.contains(":1: a question needs \"turns\""), "{stderr}");
     let stderr = fails(&["prep", "decontaminate", &input, "-o", out.to_str().unwrap()]);
     assert!(stderr.contains("--against"), "{stderr}");
-    assert!(!out.exists() || kept(&out).len() == 13);
+    // A question file is an input: never overwritten.
+    let stderr =
+        fails(&["prep", "decontaminate", &input, "--against", plain.to_str().unwrap(), "-o", plain.to_str().unwrap()]);
+    assert!(stderr.contains("vicuna never overwrites its input"), "{stderr}");
+    assert!(std::fs::read_to_string(&plain).unwrap().starts_with("{\"text\": \"Why is the sky blue?\"}"));
 }
