@@ -8,11 +8,12 @@ use clap::{Args, Parser, Subcommand};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
 use vicuna::data::decontaminate::{self, DecontaminateOptions, QuestionIndex};
 use vicuna::data::filter::{parse_lang, FilterOptions};
-use vicuna::data::neardup::NearOptions;
+use vicuna::data::neardup::{self, NearOptions, Removed};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::report::Report;
@@ -711,9 +712,20 @@ pub struct NearArgs {
     /// Seed of the MinHash functions (same seed, same result on every machine).
     #[arg(long, default_value_t = 1, requires = "near")]
     pub near_seed: u64,
+    /// Also write the clusters as JSON Lines: {"kept": {"id", "record"}, "removed": [...]}.
+    #[arg(long, requires = "near")]
+    pub clusters: Option<PathBuf>,
 }
 
 impl NearArgs {
+    /// Writes `--clusters` when asked.
+    pub fn write_clusters(&self, removed: &Mutex<Vec<Removed>>) -> Result<()> {
+        if let Some(path) = &self.clusters {
+            neardup::write_clusters(path, &removed.lock().unwrap_or_else(|e| e.into_inner()))?;
+        }
+        Ok(())
+    }
+
     /// The checked options, or `None` without `--near`.
     pub fn options(&self) -> Result<Option<NearOptions>> {
         let bands_rows = self.bands.zip(self.rows);
@@ -910,10 +922,18 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         inputs.iter().cloned().chain(tokenizer).collect()
     }
     let Some(stage) = &prep.stage else {
-        let outputs = prep.output.iter().map(|o| ("--output", o.as_path())).collect();
+        let clusters = prep.near.clusters.as_deref().map(|c| ("--clusters", c));
+        let outputs = prep.output.iter().map(|o| ("--output", o.as_path())).chain(clusters).collect();
         return (reads(&prep.inputs, Some(&prep.split.tokens)), with_report(outputs, &prep.out));
     };
     match stage {
+        Stage::Dedup { files, near, out } => {
+            let clusters = near.clusters.as_deref().map(|c| ("--clusters", c));
+            (
+                reads(&files.inputs, None),
+                with_report([("--output", files.output.as_path())].into_iter().chain(clusters).collect(), out),
+            )
+        }
         Stage::Split { files, split, out } => {
             (reads(&files.inputs, Some(&split.tokens)), with_report(vec![("--output", &files.output)], out))
         }
@@ -922,7 +942,6 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         }
         Stage::Clean { files, out, .. }
         | Stage::Filter { files, out, .. }
-        | Stage::Dedup { files, out, .. }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
         | Stage::Convert { files, out } => {
@@ -947,12 +966,14 @@ pub fn run_prep(prep: Prep) -> Result<String> {
     vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
+        let near_removed = Mutex::new(Vec::new());
         let loaded = prep.split.tokens.load()?;
         let split = prep.split.options();
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
             near: prep.near.options()?.filter(|_| !prep.no_dedup),
+            near_removed: Some(&near_removed),
             tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
                 tokenizer,
                 template,
@@ -961,7 +982,9 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             }),
             ..prep.out.plan("prep", Read::Clean(prep.clean.options()))
         };
-        return render(&prep.out, &[pipeline::run(&plan, &prep.inputs, &output)?]);
+        let report = pipeline::run(&plan, &prep.inputs, &output)?;
+        prep.near.write_clusters(&near_removed)?;
+        return render(&prep.out, &[report]);
     };
     match stage {
         Stage::Clean { files, clean, out } => {
@@ -973,8 +996,16 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
         Stage::Dedup { files, near, out } => {
-            let plan = Plan { dedup: true, near: near.options()?, ..out.plan("dedup", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
+            let near_removed = Mutex::new(Vec::new());
+            let plan = Plan {
+                dedup: true,
+                near: near.options()?,
+                near_removed: Some(&near_removed),
+                ..out.plan("dedup", Read::Conversations)
+            };
+            let report = pipeline::run(&plan, &files.inputs, &files.output)?;
+            near.write_clusters(&near_removed)?;
+            render(&out, &[report])
         }
         Stage::Merge { files, dedup, out } => {
             let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };

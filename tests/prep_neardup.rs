@@ -134,8 +134,23 @@ fn first_of_each_cluster_is_kept_and_the_result_is_deterministic() {
     ];
     let input = s.write("in.json", &serde_json::to_string(&records).unwrap());
     let out = s.path("out.json");
-    let stdout = ok(&["prep", "dedup", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--near"]);
+    let clusters = s.path("clusters.jsonl");
+    let stdout = ok(&[
+        "prep",
+        "dedup",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--near",
+        "--clusters",
+        clusters.to_str().unwrap(),
+    ]);
     assert_eq!(ids(&out), ["x1", "a1", "x2"].iter().map(|s| s.to_string()).collect());
+    // a4 repeats a1 exactly (first user and assistant turn): an exact duplicate, not in a cluster.
+    assert_eq!(
+        std::fs::read_to_string(&clusters).unwrap(),
+        concat!(r#"{"kept":{"id":"a1","record":1},"removed":[{"id":"a2","record":2},{"id":"a3","record":3}]}"#, "\n")
+    );
     assert_eq!(
         stdout,
         "dedup: 6 records in, 3 out, 3 dropped\n  duplicate_content              1\n  near_duplicate                 2\n"
@@ -181,4 +196,6 @@ fn all_in_one_prep_takes_near_and_bad_settings_are_refused() {
     assert!(stderr.contains("--near"), "{stderr}");
     let stderr = dedup_with(&["--near", "--near-threshold", "1.5"]);
     assert!(stderr.contains("--near-threshold"), "{stderr}");
+    let stderr = dedup_with(&["--near", "--clusters", out.to_str().unwrap()]);
+    assert!(stderr.contains(&format!("--clusters {} is the same file as --output", out.display())), "{stderr}");
 }

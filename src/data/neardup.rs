@@ -28,7 +28,9 @@
 use super::words::{mix64, ngram_hashes, word_hashes_into};
 use crate::util::rng::SplitMix64;
 use anyhow::{bail, Result};
+use serde::Serialize;
 use std::collections::HashMap;
+use std::path::Path;
 
 /// Settings of near-duplicate detection, checked by [`NearOptions::new`].
 #[derive(Debug, Clone, PartialEq)]
@@ -193,6 +195,42 @@ impl NearIndex {
             }
         }
     }
+}
+
+/// A conversation named in the clusters file: its id and its position across all inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Member {
+    pub id: String,
+    pub record: usize,
+}
+
+/// One removal: the kept conversation of the cluster and the near-duplicate removed.
+#[derive(Debug, Clone)]
+pub struct Removed {
+    pub kept: Member,
+    pub removed: Member,
+}
+
+/// Writes the clusters (`--clusters FILE`, JSON Lines, in order of their kept conversation):
+/// `{"kept": {"id", "record"}, "removed": [{"id", "record"}, ...]}`, so a reviewer can see what
+/// each removal was judged to copy. Returns the number of clusters.
+pub fn write_clusters(path: &Path, removed: &[Removed]) -> Result<usize> {
+    let mut clusters: Vec<(&Member, Vec<&Member>)> = Vec::new();
+    let mut sorted: Vec<&Removed> = removed.iter().collect();
+    sorted.sort_by_key(|r| (r.kept.record, r.removed.record));
+    for r in sorted {
+        match clusters.last_mut() {
+            Some((kept, members)) if kept.record == r.kept.record => members.push(&r.removed),
+            _ => clusters.push((&r.kept, vec![&r.removed])),
+        }
+    }
+    let mut out = Vec::new();
+    for (kept, removed) in &clusters {
+        serde_json::to_writer(&mut out, &serde_json::json!({"kept": kept, "removed": removed}))?;
+        out.push(b'\n');
+    }
+    crate::util::atomic::write_bytes(path, &out)?;
+    Ok(clusters.len())
 }
 
 #[cfg(test)]

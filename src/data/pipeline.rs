@@ -9,7 +9,7 @@ use super::convert::parse_any;
 use super::dedup::Dedup;
 use super::encode::{self, IGNORE};
 use super::filter::{self, FilterOptions};
-use super::neardup::{MinHasher, Near, NearIndex, NearOptions};
+use super::neardup::{Member, MinHasher, Near, NearIndex, NearOptions, Removed};
 use super::records::RecordFile;
 use super::report::{Reason, Report};
 use super::split::{self, SplitOptions};
@@ -48,6 +48,8 @@ pub struct Plan<'a> {
     pub dedup: bool,
     /// Also drop near-duplicate user queries (MinHash LSH), after the exact dedup.
     pub near: Option<NearOptions>,
+    /// With `near`: receives every near-duplicate removed with the kept conversation it copies.
+    pub near_removed: Option<&'a std::sync::Mutex<Vec<Removed>>>,
     pub check: Option<Check<'a>>,
     pub select: Option<Select<'a>>,
     pub tokens: Option<TokenStages<'a>>,
@@ -97,6 +99,7 @@ impl Plan<'_> {
             filter: FilterOptions::default(),
             dedup: false,
             near: None,
+            near_removed: None,
             check: None,
             select: None,
             tokens: None,
@@ -133,6 +136,8 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
     let mut dedup = Dedup::default();
     let hasher = plan.near.as_ref().map(MinHasher::new);
     let mut near = plan.near.as_ref().map(NearIndex::new);
+    // The kept conversations of the near-duplicate index, by cluster number (for `near_removed`).
+    let mut near_kept: Vec<Member> = Vec::new();
     let mut base = 0;
     for file in files {
         let mut start = 0;
@@ -153,9 +158,19 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
                         Some(reason) => Err(reason),
                         None => match (&mut near, &kept.signature) {
                             (Some(near), Some(signature)) => match near.check(signature) {
-                                Near::Kept => Ok(kept),
-                                Near::Duplicate { first, .. } => {
+                                Near::Kept => {
+                                    if plan.near_removed.is_some() {
+                                        near_kept.push(Member { id: kept.conversation.id.clone(), record: base + i });
+                                    }
+                                    Ok(kept)
+                                }
+                                Near::Duplicate { cluster, first } => {
                                     report.count("near_duplicate_clusters", usize::from(first));
+                                    if let Some(sink) = plan.near_removed {
+                                        let removed = Member { id: kept.conversation.id.clone(), record: base + i };
+                                        let pair = Removed { kept: near_kept[cluster].clone(), removed };
+                                        sink.lock().unwrap_or_else(|e| e.into_inner()).push(pair);
+                                    }
                                     Err(Reason::NearDuplicate)
                                 }
                             },
