@@ -973,7 +973,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
             near: prep.near.options()?.filter(|_| !prep.no_dedup),
-            near_removed: Some(&near_removed),
+            near_removed: prep.near.clusters.as_ref().map(|_| &near_removed),
             tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
                 tokenizer,
                 template,
@@ -1000,7 +1000,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let plan = Plan {
                 dedup: true,
                 near: near.options()?,
-                near_removed: Some(&near_removed),
+                near_removed: near.clusters.as_ref().map(|_| &near_removed),
                 ..out.plan("dedup", Read::Conversations)
             };
             let report = pipeline::run(&plan, &files.inputs, &files.output)?;

@@ -181,9 +181,24 @@ fn all_in_one_prep_takes_near_and_bad_settings_are_refused() {
     ];
     let input = s.write("in.json", &serde_json::to_string(&records).unwrap());
     let out = s.path("out.json");
-    let stdout = ok(&["prep", input.to_str().unwrap(), "-o", out.to_str().unwrap(), "--near", "--shingle", "3"]);
+    let clusters = s.path("clusters.jsonl");
+    let stdout = ok(&[
+        "prep",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--near",
+        "--shingle",
+        "3",
+        "--clusters",
+        clusters.to_str().unwrap(),
+    ]);
     assert!(stdout.contains("near_duplicate                 1"), "{stdout}");
     assert_eq!(ids(&out), ["a1".to_string()].into());
+    assert_eq!(
+        std::fs::read_to_string(&clusters).unwrap(),
+        "{\"kept\":{\"id\":\"a1\",\"record\":0},\"removed\":[{\"id\":\"a2\",\"record\":1}]}\n"
+    );
 
     let dedup_with = |flags: &[&str]| {
         let mut args = vec!["prep", "dedup", input.to_str().unwrap(), "-o", out.to_str().unwrap()];
