@@ -8,10 +8,13 @@ use clap::{Args, Parser, Subcommand};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::ops::RangeBounds;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 use vicuna::data::clean::CleanOptions;
 use vicuna::data::conversation::Style;
+use vicuna::data::decontaminate::{self, DecontaminateOptions, QuestionIndex};
 use vicuna::data::filter::{parse_lang, FilterOptions};
 use vicuna::data::mix::{self, MixOptions, Weighted};
+use vicuna::data::neardup::{self, NearOptions, Removed};
 use vicuna::data::ops::{self, Amount};
 use vicuna::data::pipeline::{self, open_all, Plan, Read, TokenStages};
 use vicuna::data::sources::{self, Preference, Source, SourceOptions};
@@ -525,6 +528,8 @@ pub struct Prep {
     /// Keep duplicates (by id and by first user and assistant turn) instead of dropping them.
     #[arg(long)]
     pub no_dedup: bool,
+    #[command(flatten)]
+    pub near: NearArgs,
     /// With `--tokenizer`, conversations are also split to fit `--max-length` tokens.
     #[command(flatten)]
     pub split: SplitArgs,
@@ -552,10 +557,32 @@ pub enum Stage {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Drop duplicates by id and by (first user turn, first assistant turn); the first one wins.
+    /// Drop duplicates by id and by (first user turn, first assistant turn), and with `--near`
+    /// near-duplicate user queries (MinHash LSH); the first one wins.
     Dedup {
         #[command(flatten)]
         files: Files,
+        #[command(flatten)]
+        near: NearArgs,
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Drop conversations whose user turns resemble benchmark questions (n-gram overlap, sentence BLEU).
+    Decontaminate {
+        #[command(flatten)]
+        files: Files,
+        /// Question files: FastChat's Vicuna-80 or MT-bench question.jsonl, or JSONL of {"text"}.
+        #[arg(long, required = true, num_args = 1..)]
+        against: Vec<PathBuf>,
+        /// Sentence BLEU (NLTK's, smoothing method 1) at or above which a turn matches a question (0 to 1).
+        #[arg(long, default_value_t = 0.2, value_parser = finite(Excluded(0.0), Included(1.0)))]
+        bleu: f64,
+        /// Words per n-gram of the overlap test.
+        #[arg(long, default_value_t = 8, value_parser = count(1..=64))]
+        ngram: usize,
+        /// Share of a question's n-grams found in a turn at or above which it matches (0 to 1).
+        #[arg(long, default_value_t = 0.5, value_parser = finite(Excluded(0.0), Included(1.0)))]
+        overlap: f64,
         #[command(flatten)]
         out: OutputArgs,
     },
@@ -714,6 +741,53 @@ impl SourceArgs {
                 negative_marker: self.negative_marker.clone(),
             }),
         }
+    }
+}
+
+/// Near-duplicate dedup (`--near`): MinHash LSH over word shingles of the user turns.
+#[derive(Args, Clone)]
+pub struct NearArgs {
+    /// Also drop conversations whose user turns nearly copy an earlier one's (MinHash LSH over word shingles).
+    #[arg(long)]
+    pub near: bool,
+    /// Jaccard similarity of the shingle sets at which conversations count as near-duplicates (0 to 1).
+    #[arg(long, default_value_t = 0.5, requires = "near", value_parser = finite(Excluded(0.0), Included(1.0)))]
+    pub near_threshold: f64,
+    /// Words per shingle.
+    #[arg(long, default_value_t = 2, requires = "near", value_parser = count(1..=64))]
+    pub shingle: usize,
+    /// MinHash permutations (hash functions) per signature.
+    #[arg(long, default_value_t = 128, requires = "near", value_parser = count(1..=1024))]
+    pub num_perm: usize,
+    /// LSH bands (with --rows; default: datasketch's optimum for the threshold).
+    #[arg(long, requires_all = ["near", "rows"], value_parser = count(1..))]
+    pub bands: Option<usize>,
+    /// Rows (signature values) per LSH band (with --bands).
+    #[arg(long, requires_all = ["near", "bands"], value_parser = count(1..))]
+    pub rows: Option<usize>,
+    /// Seed of the MinHash functions (same seed, same result on every machine).
+    #[arg(long, default_value_t = 1, requires = "near")]
+    pub near_seed: u64,
+    /// Also write the clusters as JSON Lines: {"kept": {"id", "record"}, "removed": [...]}.
+    #[arg(long, requires = "near")]
+    pub clusters: Option<PathBuf>,
+}
+
+impl NearArgs {
+    /// Writes `--clusters` when asked.
+    pub fn write_clusters(&self, removed: &Mutex<Vec<Removed>>) -> Result<()> {
+        if let Some(path) = &self.clusters {
+            neardup::write_clusters(path, &removed.lock().unwrap_or_else(|e| e.into_inner()))?;
+        }
+        Ok(())
+    }
+
+    /// The checked options, or `None` without `--near`.
+    pub fn options(&self) -> Result<Option<NearOptions>> {
+        let bands_rows = self.bands.zip(self.rows);
+        self.near
+            .then(|| NearOptions::new(self.near_threshold, self.shingle, self.num_perm, bands_rows, self.near_seed))
+            .transpose()
     }
 }
 
@@ -906,10 +980,18 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         inputs.iter().cloned().chain(tokenizer).collect()
     }
     let Some(stage) = &prep.stage else {
-        let outputs = prep.output.iter().map(|o| ("--output", o.as_path())).collect();
+        let clusters = prep.near.clusters.as_deref().map(|c| ("--clusters", c));
+        let outputs = prep.output.iter().map(|o| ("--output", o.as_path())).chain(clusters).collect();
         return (reads(&prep.inputs, Some(&prep.split.tokens)), with_report(outputs, &prep.out));
     };
     match stage {
+        Stage::Dedup { files, near, out } => {
+            let clusters = near.clusters.as_deref().map(|c| ("--clusters", c));
+            (
+                reads(&files.inputs, None),
+                with_report([("--output", files.output.as_path())].into_iter().chain(clusters).collect(), out),
+            )
+        }
         Stage::Split { files, split, out } => {
             (reads(&files.inputs, Some(&split.tokens)), with_report(vec![("--output", &files.output)], out))
         }
@@ -918,7 +1000,6 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
         }
         Stage::Clean { files, out, .. }
         | Stage::Filter { files, out, .. }
-        | Stage::Dedup { files, out }
         | Stage::Merge { files, out, .. }
         | Stage::Sample { files, out, .. }
         | Stage::Convert { files, out, .. } => {
@@ -932,6 +1013,9 @@ fn prep_files(prep: &Prep) -> (Vec<PathBuf>, Vec<(&'static str, &Path)>) {
             (reads(&inputs, Some(tokens)), with_report(vec![("--output", output)], out))
         }
         Stage::Stats { inputs, .. } => (reads(inputs, None), Vec::new()),
+        Stage::Decontaminate { files, against, out, .. } => {
+            (files.inputs.iter().chain(against).cloned().collect(), with_report(vec![("--output", &files.output)], out))
+        }
         Stage::Inspect { input, .. } => (vec![input.clone()], Vec::new()),
     }
 }
@@ -944,11 +1028,14 @@ pub fn run_prep(prep: Prep) -> Result<String> {
     vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
+        let near_removed = Mutex::new(Vec::new());
         let loaded = prep.split.tokens.load()?;
         let split = prep.split.options();
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
+            near: prep.near.options()?.filter(|_| !prep.no_dedup),
+            near_removed: prep.near.clusters.as_ref().map(|_| &near_removed),
             tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
                 tokenizer,
                 template,
@@ -957,7 +1044,9 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             }),
             ..prep.out.plan("prep", Read::Clean(prep.clean.options()))
         };
-        return render(&prep.out, &[pipeline::run(&plan, &prep.inputs, &output)?]);
+        let report = pipeline::run(&plan, &prep.inputs, &output)?;
+        prep.near.write_clusters(&near_removed)?;
+        return render(&prep.out, &[report]);
     };
     match stage {
         Stage::Clean { files, clean, out } => {
@@ -968,9 +1057,17 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let plan = Plan { filter: filter.options()?, ..out.plan("filter", Read::Conversations) };
             render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
         }
-        Stage::Dedup { files, out } => {
-            let plan = Plan { dedup: true, ..out.plan("dedup", Read::Conversations) };
-            render(&out, &[pipeline::run(&plan, &files.inputs, &files.output)?])
+        Stage::Dedup { files, near, out } => {
+            let near_removed = Mutex::new(Vec::new());
+            let plan = Plan {
+                dedup: true,
+                near: near.options()?,
+                near_removed: near.clusters.as_ref().map(|_| &near_removed),
+                ..out.plan("dedup", Read::Conversations)
+            };
+            let report = pipeline::run(&plan, &files.inputs, &files.output)?;
+            near.write_clusters(&near_removed)?;
+            render(&out, &[report])
         }
         Stage::Merge { files, dedup, out } => {
             let plan = Plan { dedup, ..out.plan("merge", Read::Conversations) };
@@ -1027,6 +1124,17 @@ pub fn run_prep(prep: Prep) -> Result<String> {
                 tokens: loaded.as_ref().map(|(tokenizer, template)| (tokenizer, template)),
             };
             render(&out, &[mix::mix(&sources, &output, &options)?])
+        }
+        Stage::Decontaminate { files, against, bleu, ngram, overlap, out } => {
+            let options = DecontaminateOptions::new(bleu, ngram, overlap)?;
+            let index = QuestionIndex::new(decontaminate::read_questions(&against, ngram)?, options);
+            let plan = out.plan("decontaminate", Read::Conversations);
+            let report = decontaminate::run(plan, &index, &files.inputs, &files.output)?;
+            let json = serde_json::to_string_pretty(&report)?;
+            if let Some(path) = &out.report {
+                vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())?;
+            }
+            Ok(if out.json { format!("{json}\n") } else { report.to_string() })
         }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;

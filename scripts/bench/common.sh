@@ -31,3 +31,28 @@ ensure_fastchat() {
 ensure_vicuna() {
   make -C "$root" --no-print-directory build >/dev/null 2>&1
 }
+
+# datasketch and NLTK (the references of near-duplicate dedup and decontamination) in their own
+# environment; $similar_ref after sourcing.
+similar_ref=$work/similar-venv
+ensure_similar_ref() {
+  if ! "$similar_ref/bin/python" -c "import datasketch, nltk" 2>/dev/null; then
+    python3 -m venv "$similar_ref"
+    "$similar_ref/bin/pip" install -q datasketch==2.0.0 nltk==3.10.4
+  fi
+}
+
+# The set-up both similarity benchmarks share: references, the binary, the synthetic data of MODE
+# (neardup or decontaminate, 100k conversations, made once into $data), the CPU and the load.
+similar_bench_setup() {
+  ensure_similar_ref
+  [ -x "$vicuna" ] || ensure_vicuna
+  data=$work/$1
+  if [ ! -f "$data/planted.txt" ]; then
+    mkdir -p "$data"
+    python3 "$root/scripts/bench/similar_data.py" "$1" "$data" 100000
+  fi
+  measure="python3 $root/scripts/bench/measure.py"
+  python3 -c "import sys; sys.path.insert(0, '$root/scripts/bench'); import measure; print(measure.cpu_summary())"
+  echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg) (the machine is shared)"
+}

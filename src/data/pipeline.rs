@@ -1,14 +1,15 @@
 //! The record pipeline every `prep` command runs: input files are mapped, records are read and
 //! cleaned or filtered in parallel batches (rayon), then deduplicated, selected and written in
 //! input order, so the output is the same whatever the thread count. Memory stays at one batch
-//! plus the dedup keys, whatever the input size. Every record ends up written or counted in the
+//! plus the dedup keys (and, with near-dedup, the LSH buckets of kept conversations), whatever the input size. Every record ends up written or counted in the
 //! report under the reason it was dropped.
 use super::clean::{clean_record, repair_structure, CleanOptions};
-use super::conversation::{Conversation, Style};
+use super::conversation::{Conversation, Role, Style};
 use super::convert::parse_any;
 use super::dedup::Dedup;
 use super::encode::{self, IGNORE};
 use super::filter::{self, FilterOptions};
+use super::neardup::{Member, MinHasher, Near, NearIndex, NearOptions, Removed};
 use super::records::RecordFile;
 use super::report::{Reason, Report};
 use super::sources::{self, SourceOptions};
@@ -38,6 +39,10 @@ pub enum Read {
 /// Which records a run keeps, by their position across all inputs (`sample`, `split-train-test`).
 pub type Select<'a> = &'a (dyn Fn(usize) -> bool + Sync);
 
+/// A per-conversation drop rule of a stage outside the pipeline (`decontaminate`), given the
+/// record's position across all inputs; it runs in parallel after the filters.
+pub type Check<'a> = &'a (dyn Fn(usize, &Conversation) -> Option<Reason> + Sync);
+
 /// One run of the pipeline: how to read, what to drop, how to write.
 pub struct Plan<'a> {
     /// The command name shown in the report.
@@ -45,6 +50,11 @@ pub struct Plan<'a> {
     pub read: Read,
     pub filter: FilterOptions,
     pub dedup: bool,
+    /// Also drop near-duplicate user queries (MinHash LSH), after the exact dedup.
+    pub near: Option<NearOptions>,
+    /// With `near`: receives every near-duplicate removed with the kept conversation it copies.
+    pub near_removed: Option<&'a std::sync::Mutex<Vec<Removed>>>,
+    pub check: Option<Check<'a>>,
     pub select: Option<Select<'a>>,
     pub tokens: Option<TokenStages<'a>>,
     pub style: Style,
@@ -66,6 +76,8 @@ pub struct TokenStages<'a> {
 /// write (several when split), with counters for the report.
 struct Kept {
     conversation: Conversation,
+    /// The MinHash signature of the user turns, with `Plan::near`.
+    signature: Option<Vec<u32>>,
     records: Vec<Vec<u8>>,
     counters: Vec<(&'static str, usize)>,
 }
@@ -92,6 +104,9 @@ impl Plan<'_> {
             read,
             filter: FilterOptions::default(),
             dedup: false,
+            near: None,
+            near_removed: None,
+            check: None,
             select: None,
             tokens: None,
             style: Style::default(),
@@ -125,13 +140,17 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
     report.records_in = total;
     let bar = progress_bar(total as u64, plan.command, "records");
     let mut dedup = Dedup::default();
+    let hasher = plan.near.as_ref().map(MinHasher::new);
+    let mut near = plan.near.as_ref().map(NearIndex::new);
+    // The kept conversations of the near-duplicate index, by cluster number (for `near_removed`).
+    let mut near_kept: Vec<Member> = Vec::new();
     let mut base = 0;
     for file in files {
         let mut start = 0;
         while start < file.len() {
             let end = (start + BATCH).min(file.len());
             let outcomes: Vec<Result<Result<Kept, Dropped>>> =
-                (start..end).into_par_iter().map(|i| process(plan, file, i, base + i)).collect();
+                (start..end).into_par_iter().map(|i| process(plan, hasher.as_ref(), file, i, base + i)).collect();
             for (offset, outcome) in outcomes.into_iter().enumerate() {
                 let i = start + offset;
                 let kept = match outcome? {
@@ -143,7 +162,26 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
                     }
                     Ok(kept) => match plan.dedup.then(|| dedup.check(&kept.conversation)).flatten() {
                         Some(reason) => Err((reason, None)),
-                        None => Ok(kept),
+                        None => match (&mut near, &kept.signature) {
+                            (Some(near), Some(signature)) => match near.check(signature) {
+                                Near::Kept => {
+                                    if plan.near_removed.is_some() {
+                                        near_kept.push(Member { id: kept.conversation.id.clone(), record: base + i });
+                                    }
+                                    Ok(kept)
+                                }
+                                Near::Duplicate { cluster, first } => {
+                                    report.count("near_duplicate_clusters", usize::from(first));
+                                    if let Some(sink) = plan.near_removed {
+                                        let removed = Member { id: kept.conversation.id.clone(), record: base + i };
+                                        let pair = Removed { kept: near_kept[cluster].clone(), removed };
+                                        sink.lock().unwrap_or_else(|e| e.into_inner()).push(pair);
+                                    }
+                                    Err((Reason::NearDuplicate, None))
+                                }
+                            },
+                            _ => Ok(kept),
+                        },
                     },
                 };
                 match kept {
@@ -174,7 +212,13 @@ pub fn run_into(plan: &Plan, files: &[RecordFile], sink: &mut dyn FnMut(usize, &
 
 /// Reads, cleans, filters, splits and encodes one record, and serialises what is kept. The outer
 /// error is a failure of the run (a broken tokenizer template); the inner one a dropped record.
-fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Result<Kept, Dropped>> {
+fn process(
+    plan: &Plan,
+    hasher: Option<&MinHasher>,
+    file: &RecordFile,
+    i: usize,
+    global: usize,
+) -> Result<Result<Kept, Dropped>> {
     if plan.select.is_some_and(|select| !select(global)) {
         return Ok(Err(Reason::NotSelected.into()));
     }
@@ -192,10 +236,15 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
     if let Some(reason) = plan.filter.is_active().then(|| filter::check(&conversation, &plan.filter)).flatten() {
         return Ok(Err(reason.into()));
     }
+    if let Some(reason) = plan.check.and_then(|check| check(global, &conversation)) {
+        return Ok(Err(reason.into()));
+    }
+    let signature = hasher
+        .and_then(|h| h.signature(conversation.turns.iter().filter(|t| t.role == Role::User).map(|t| t.text.as_str())));
     let Some(tokens) = &plan.tokens else {
         let mut bytes = Vec::with_capacity(json.len());
         conversation.write_json(plan.style, &mut bytes);
-        return Ok(Ok(Kept { conversation, records: vec![bytes], counters: Vec::new() }));
+        return Ok(Ok(Kept { conversation, signature, records: vec![bytes], counters: Vec::new() }));
     };
     // Templates assume alternating turns: repair what `clean` would have (leading assistant or
     // trailing user turns) and drop what cannot be repaired.
@@ -244,7 +293,7 @@ fn process(plan: &Plan, file: &RecordFile, i: usize, global: usize) -> Result<Re
     if records.is_empty() {
         return Ok(Err(Dropped { reason: Reason::NoTrainableTokens, detail: None, counters }));
     }
-    Ok(Ok(Kept { conversation, records, counters }))
+    Ok(Ok(Kept { conversation, signature, records, counters }))
 }
 
 /// Converts one record of a dataset's format (`convert --from`) into its conversations.
@@ -264,7 +313,7 @@ fn convert_source(style: Style, json: &str, global: usize, options: &SourceOptio
         })
         .collect();
     let conversation = converted.conversations.into_iter().next().ok_or(Dropped::from(Reason::EmptyText))?;
-    Ok(Kept { conversation, records, counters: converted.counters })
+    Ok(Kept { conversation, signature: None, records, counters: converted.counters })
 }
 
 /// The `--strict` error for record `i` of `file`, dropped as `reason` (`detail` names the field).

@@ -33,6 +33,10 @@ pub enum Reason {
     DuplicateId,
     /// An earlier record has the same first user turn and first assistant turn.
     DuplicateContent,
+    /// The user turns nearly copy an earlier conversation's (MinHash LSH, `prep dedup --near`).
+    NearDuplicate,
+    /// A user turn resembles a benchmark question (`prep decontaminate`).
+    Contaminated,
     /// The detected language is not kept (`--keep-lang`, `--skip-lang`).
     Language,
     /// A turn holds a run of 9 identical digits (`--reduce-rep`).
