@@ -1129,12 +1129,7 @@ pub fn run_prep(prep: Prep) -> Result<String> {
             let options = DecontaminateOptions::new(bleu, ngram, overlap)?;
             let index = QuestionIndex::new(decontaminate::read_questions(&against, ngram)?, options);
             let plan = out.plan("decontaminate", Read::Conversations);
-            let report = decontaminate::run(plan, &index, &files.inputs, &files.output)?;
-            let json = serde_json::to_string_pretty(&report)?;
-            if let Some(path) = &out.report {
-                vicuna::util::atomic::write_bytes(path, format!("{json}\n").as_bytes())?;
-            }
-            Ok(if out.json { format!("{json}\n") } else { report.to_string() })
+            render(&out, &[decontaminate::run(plan, &index, &files.inputs, &files.output)?])
         }
         Stage::Stats { inputs, tokens, json } => {
             let loaded = tokens.load()?;
