@@ -173,3 +173,37 @@ fn bf16_micro_batches_and_checkpointing_do_not_change_the_result() {
         == std::fs::read(plain.join("final/model.safetensors")).unwrap();
     assert!(same, "gradient checkpointing on and off must give bit-identical bf16 training");
 }
+
+/// `--dtype auto` picks bf16 exactly on CPUs with AMX, and says so with the reason, in training
+/// and in generation (the other commands share generation's flag).
+#[test]
+fn auto_is_bf16_exactly_on_amx_cpus_and_says_why() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap();
+    let amx = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "amx_bf16"));
+    let expected = match amx {
+        true => "dtype bf16: auto: the CPU (",
+        false => "dtype fp32: auto: the CPU (",
+    };
+    let reason = if amx { ") has AMX with bf16" } else { ") has no AMX, where bf16 matmuls are slower than fp32" };
+    let out = s.path("auto");
+    let mut args = train_args(&model, &out, &["--max-steps", "1", "--dtype", "auto"]);
+    let generate = [
+        "generate".to_string(),
+        "--model".into(),
+        model.to_str().unwrap().into(),
+        "--prompt".into(),
+        "hi".into(),
+        "--max-new-tokens".into(),
+        "2".into(),
+    ];
+    for args in [std::mem::take(&mut args), generate.to_vec()] {
+        let run = vicuna_command().env_remove("VICUNA_DTYPE").args(&args).output().unwrap();
+        assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        let line =
+            stderr.lines().find(|l| l.starts_with("dtype ")).unwrap_or_else(|| panic!("no dtype line: {stderr}"));
+        assert!(line.starts_with(expected) && line.contains(reason), "{}: {line}", args[0]);
+    }
+}

@@ -125,6 +125,9 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     let export_dtype = cfg.export_dtype.unwrap_or_else(|| source_dtype(&config));
     if main {
         eprintln!("{}; masters, moments, gradient sums and the loss in fp32", cfg.dtype);
+        if cfg.dtype.dtype == Dtype::Fp16 {
+            eprintln!("warning: fp16 trains without loss scaling here: gradients below 6e-8 vanish; prefer bf16");
+        }
     }
     let tokenizer = Tokenizer::load(&cfg.model, &SpecialOverrides::default())?;
     config.check_tokenizer(tokenizer.vocab_size(), &cfg.model)?;
