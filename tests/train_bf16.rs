@@ -207,3 +207,45 @@ fn auto_is_bf16_exactly_on_amx_cpus_and_says_why() {
         assert!(line.starts_with(expected) && line.contains(reason), "{}: {line}", args[0]);
     }
 }
+
+/// The export is the fp32 masters written in `--export-dtype` (bf16 here: the masters rounded to
+/// nearest even, bit for bit), and by default in the source checkpoint's format (a bf16 source
+/// trained in fp32 exports bf16).
+#[test]
+fn the_export_writes_the_masters_in_the_dtype_asked_for() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let fp32 = bf16_run(&s, &model, "fp32-export", "2", "1", &[]);
+    let bf16 = bf16_run(&s, &model, "bf16-export", "2", "1", &["--export-dtype", "bf16"]);
+    let (masters, rounded) =
+        (tensors(&fp32.join("final/model.safetensors")), tensors(&bf16.join("final/model.safetensors")));
+    for (name, t) in &rounded {
+        assert_eq!(t.kind(), Kind::BFloat16, "{name}");
+        assert!(t.equal(&masters[name].to_kind(Kind::BFloat16)), "{name}: not the masters rounded");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bf16.join("final/config.json")).unwrap()).unwrap();
+    assert_eq!(config["torch_dtype"], "bfloat16");
+
+    let source = s.path("bf16-source");
+    ok(&[
+        "model",
+        "init",
+        "--preset",
+        "tiny",
+        "--tokenizer",
+        tiny_tokenizer().to_str().unwrap(),
+        "-o",
+        source.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    let out = s.path("from-bf16-source");
+    ok(&train_args(&source, &out, &["--max-steps", "1", "--dtype", "fp32"])
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>());
+    for (name, t) in tensors(&out.join("final/model.safetensors")) {
+        assert_eq!(t.kind(), Kind::BFloat16, "{name}: the source's format by default");
+    }
+}
