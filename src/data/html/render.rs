@@ -10,7 +10,7 @@
 //! indented with one tab per level, fences glued to the text around them with a
 //! single newline, a blank line between other blocks.
 
-use super::scan::{attr, entity_at, Scanner, Tok};
+use super::scan::{attr, markup_entity_at, Scanner, Tok};
 
 /// Deepest container nesting honoured; deeper container tags are ignored
 /// (their text still comes out), so hostile input cannot grow the stack.
@@ -520,8 +520,9 @@ impl<'a> Renderer<'a> {
         }
     }
 
-    /// Writes inline text: entities decoded, markdown characters escaped where
-    /// the text would otherwise re-parse as markup.
+    /// Writes inline text: the references an HTML writer makes decoded (others are
+    /// the model's own text), markdown characters escaped where the text would
+    /// otherwise re-parse as markup.
     fn text(&mut self, s: &str) {
         if !self.inline {
             if s.bytes().all(|c| c.is_ascii_whitespace()) {
@@ -584,15 +585,11 @@ impl<'a> Renderer<'a> {
                     }
                     self.out.push('|');
                 }
-                b'&' => match entity_at(&s[i - 1..]) {
+                b'&' => match markup_entity_at(&s[i - 1..]) {
                     Some((d, n)) => {
                         done = i - 1 + n;
                         i = done;
-                        match d.as_ref() {
-                            "*" => self.out.push_str("\\*"),
-                            "_" => self.out.push_str("\\_"),
-                            d => self.out.push_str(d),
-                        }
+                        self.out.push_str(d);
                     }
                     None => self.out.push('&'),
                 },
