@@ -228,6 +228,51 @@ fn table() {
 }
 
 #[test]
+fn table_without_body_gets_no_empty_row() {
+    // Python-Markdown gives a table with no body rows one empty row.
+    let html = "<div><table><thead><tr><th>x</th><th>y</th></tr></thead><tbody><tr><td></td><td></td></tr></tbody></table><p>b</p></div>";
+    assert_eq!(md(html), "| x | y |\n| --- | --- |\n\nb");
+    // an empty row among others is the model's
+    let html = "<div><table><thead><tr><th>x</th><th>y</th></tr></thead><tbody><tr><td></td><td></td></tr><tr><td>1</td><td>2</td></tr></tbody></table></div>";
+    assert_eq!(md(html), "| x | y |\n| --- | --- |\n|  |  |\n| 1 | 2 |");
+}
+
+#[test]
+fn paragraph_right_after_a_table_is_not_a_row() {
+    // "| q | r |\n|---|---|\n| 1 | 2 |\nTotal: 5 units of work\nConclusion:": Python-Markdown
+    // made each line after the table a row with the line in its first cell.
+    let row = |a: &str| format!("<tr><td>{a}</td><td></td><td></td></tr>");
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody><tr><td>1</td><td>2</td><td>3</td></tr>{}{}</tbody></table><p>End</p></div>",
+        row("Total estimated cost: $975,000 (excluding updates)"),
+        row("Conclusion:")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| 1 | 2 | 3 |\nTotal estimated cost: $975,000 (excluding updates)\nConclusion:\n\nEnd"
+    );
+    // short labels with empty cells, or rows after them with more cells, are rows
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody>{}<tr><td>1</td><td>2</td><td>3</td></tr>{}</tbody></table></div>",
+        row("Section header with words in it"),
+        row("Total")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| Section header with words in it |  |  |\n| 1 | 2 | 3 |\n| Total |  |  |"
+    );
+    // a phrase, not a sentence, after a full row: a row of a sparse table
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody><tr><td>1</td><td>2</td><td>3</td></tr>{}</tbody></table></div>",
+        row("Optimize warehouse layout for better flow")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| 1 | 2 | 3 |\n| Optimize warehouse layout for better flow |  |  |"
+    );
+}
+
+#[test]
 fn wrapper_detection_and_passthrough() {
     assert!(is_chatgpt_html(
         r#"<div class="markdown prose w-full break-words dark:prose-invert light"><p>x</p></div>"#
