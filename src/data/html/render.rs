@@ -11,6 +11,7 @@
 //! single newline, a blank line between other blocks.
 
 use super::scan::{attr, markup_entity_at, Scanner, Tok};
+use super::LazyListNumbering;
 
 /// Deepest container nesting honoured; deeper container tags are ignored
 /// (their text still comes out), so hostile input cannot grow the stack.
@@ -20,10 +21,6 @@ pub const MAX_DEPTH: usize = 32;
 /// ground truth of the sample does. Off: an intraword `_` cannot start emphasis,
 /// so `user_id` stays as written; only `_` at a word edge is escaped.
 const FASTCHAT_UNDERSCORES: bool = false;
-
-/// Restart ordered numbering after item 1 when it held a lazily continued
-/// bullet line (`1. a\n* b\n1. c`); a list already counted past 1 goes on.
-const RESTART_AFTER_LAZY_BULLET: bool = true;
 
 /// What kind of block was written last in the current container; decides the
 /// separator before the next one.
@@ -146,10 +143,12 @@ pub struct Renderer<'a> {
     /// The last token closed an inline element (`</strong>`, `</em>`, `</a>`,
     /// `</code>`, `<img>`) with nothing after it yet.
     pub(super) after_inline: bool,
+    /// How lists go on past an item with lazily continued bullet lines.
+    numbering: LazyListNumbering,
 }
 
 impl<'a> Renderer<'a> {
-    pub fn new(html: &'a str) -> Self {
+    pub fn new(html: &'a str, numbering: LazyListNumbering) -> Self {
         Renderer {
             sc: Scanner::new(html),
             out: String::with_capacity(html.len()),
@@ -165,6 +164,7 @@ impl<'a> Renderer<'a> {
             links: Vec::new(),
             tmp: String::new(),
             after_inline: false,
+            numbering,
         }
     }
 
@@ -514,11 +514,9 @@ impl<'a> Renderer<'a> {
             }
             Frame::Item { outer_last, lazy } => {
                 // Python-Markdown merged the lists that a bullet line interrupted
-                // ("1. a\n* b\n1. c"); the source's numbering is lost. Past a lazy
-                // item 1 it restarted about as often as it went on (whole lists
-                // of "1." items); a list that has counted past 1 (its lazy item is
-                // "2." or later) goes on counting in 98% of the large corpus.
-                if lazy && RESTART_AFTER_LAZY_BULLET {
+                // ("1. a\n* b\n1. c"); the source's numbering is lost (see
+                // LazyListNumbering).
+                if lazy && self.numbering == LazyListNumbering::RestartAfterFirst {
                     if let Some(Frame::List { num: Some(k @ 2), .. }) = self.frames.last_mut() {
                         *k = 1;
                     }
