@@ -665,7 +665,12 @@ impl<'a> Renderer<'a> {
             done = i;
             match c {
                 b'\n' => {
-                    self.newline();
+                    if self.on_lazy_fence_line() {
+                        self.out.push('\n');
+                        self.line_start = true;
+                    } else {
+                        self.newline();
+                    }
                     self.block_start = false;
                     continue;
                 }
@@ -700,6 +705,20 @@ impl<'a> Renderer<'a> {
             self.block_start = false;
         }
         self.out.push_str(&s[done..]);
+    }
+
+    /// Whether the current line of an item's text is a fence opener (`` ```lang ``)
+    /// that Python-Markdown took for lazy text: FastChat's markdown indented such
+    /// a fence in a nested item but not the code line after it, which therefore
+    /// goes out without the item's indent.
+    fn on_lazy_fence_line(&self) -> bool {
+        if self.prefix.is_empty() || !self.prefix.bytes().all(|c| c == b'\t') {
+            return false;
+        }
+        let line = &self.out[self.out.rfind('\n').map_or(0, |i| i + 1)..];
+        line.strip_prefix(self.prefix.as_str())
+            .and_then(|l| l.strip_prefix("```"))
+            .is_some_and(|info| !info.contains('`'))
     }
 
     /// At the start of a line of inline text: turns the 4-space indents that

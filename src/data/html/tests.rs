@@ -104,6 +104,17 @@ fn code_block_inside_list_item_stays_in_it() {
 }
 
 #[test]
+fn lazy_fence_line_in_a_list_item_keeps_its_first_code_line_unindented() {
+    // FastChat's markdown indents a fence opened in a nested item but not the
+    // code line after it: "\t* Run:\n\t```\naws configure\n```". Python-Markdown took
+    // the opener and that line for lazy text of the item.
+    let html = "<div><ol><li>Configure:<ul><li>Run this:\n```\naws configure</li></ul></li><li>Next</li></ol></div>";
+    assert_eq!(md(html), "1. Configure:\n\t* Run this:\n\t```\naws configure\n2. Next");
+    let html = "<div><ul><li>Add:\n```php\n&lt;?php\nreturn 1;</li></ul></div>";
+    assert_eq!(md(html), "* Add:\n```php\n<?php\nreturn 1;");
+}
+
+#[test]
 fn paragraphs_headings_rules() {
     let html = "<div><h1>Title</h1><p>One\nline two</p><h2>Sub</h2><h3>Three</h3><p>x</p><hr /><p>y</p></div>";
     assert_eq!(md(html), "# Title\n\nOne\nline two\n\n## Sub\n\n### Three\n\nx\n\n---\n\ny");
