@@ -115,6 +115,17 @@ fn lazy_fence_line_in_a_list_item_keeps_its_first_code_line_unindented() {
 }
 
 #[test]
+fn code_pasted_as_text_keeps_the_space_before_its_first_line() {
+    // Unfenced code written one space in ("\n\n // Select Database\n if ( con ) {"): Python-Markdown
+    // drops the space before a paragraph's first line only, so the lines after it tell.
+    let html = "<div><p>Then:</p><p>// Select Database\n if ( con ) {\n const db = 1;</p><p>&lt;?php\n try {</p></div>";
+    assert_eq!(md(html), "Then:\n\n // Select Database\n if ( con ) {\n const db = 1;\n\n <?php\n try {");
+    // prose with one indented line, or lines indented further, stays as it is
+    let html = "<div><p>Dear Sir,\n  I write.</p><p>a\n b\nc</p></div>";
+    assert_eq!(md(html), "Dear Sir,\n  I write.\n\na\n b\nc");
+}
+
+#[test]
 fn paragraphs_headings_rules() {
     let html = "<div><h1>Title</h1><p>One\nline two</p><h2>Sub</h2><h3>Three</h3><p>x</p><hr /><p>y</p></div>";
     assert_eq!(md(html), "# Title\n\nOne\nline two\n\n## Sub\n\n### Three\n\nx\n\n---\n\ny");
