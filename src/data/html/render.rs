@@ -672,7 +672,7 @@ impl<'a> Renderer<'a> {
             done = i;
             match c {
                 b'\n' => {
-                    if self.on_lazy_fence_line() {
+                    if self.on_lazy_fence_line() || self.lazy_list_line_follows(&s[i..]) {
                         self.out.push('\n');
                         self.line_start = true;
                     } else {
@@ -733,6 +733,23 @@ impl<'a> Renderer<'a> {
                 let b = l.as_bytes();
                 b[0] == b' ' && b.get(1).is_some_and(|c| !c.is_ascii_whitespace())
             })
+    }
+
+    /// Whether `next`, the text after a newline in a nested item's text, starts
+    /// with a list marker (`2. `, `* `): a line at the margin that Python-Markdown
+    /// took for lazy text of the nested item, written back at the margin.
+    fn lazy_list_line_follows(&self, next: &str) -> bool {
+        if self.items == 0 || self.prefix.is_empty() || !self.prefix.bytes().all(|c| c == b'\t') {
+            return false;
+        }
+        let b = next.as_bytes();
+        let digits = b.iter().take(10).take_while(|c| c.is_ascii_digit()).count();
+        let marker = match b.first() {
+            Some(b'*' | b'+' | b'-') => 1,
+            _ if (1..=9).contains(&digits) && b.get(digits) == Some(&b'.') => digits + 1,
+            _ => return false,
+        };
+        b.get(marker).is_none_or(|c| matches!(c, b' ' | b'\t' | b'\n'))
     }
 
     /// Whether the current line of an item's text is a fence opener (`` ```lang ``)

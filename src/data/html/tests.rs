@@ -115,6 +115,19 @@ fn lazy_fence_line_in_a_list_item_keeps_its_first_code_line_unindented() {
 }
 
 #[test]
+fn lazy_list_lines_in_a_nested_item_stay_at_the_margin() {
+    // "1. A:\n\t* x.\n2. B:\n\t* y.\n3. C:": Python-Markdown took "2. B:" for lazy text of
+    // the nested item; the line was at the margin, not indented with the item.
+    let html = "<div><ol><li>A:<ul><li>x.\n2. B:</li><li>y.\n3. C:</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* x.\n2. B:\n\t* y.\n3. C:");
+    let html = "<div><ol><li>A:<ul><li>Type: Flying\n*</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* Type: Flying\n*");
+    // other lazy text of a nested item keeps the item's indent
+    let html = "<div><ol><li>A:<ul><li>x\ncontinued</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* x\n\tcontinued");
+}
+
+#[test]
 fn code_pasted_as_text_keeps_the_space_before_its_first_line() {
     // Unfenced code written one space in ("\n\n // Select Database\n if ( con ) {"): Python-Markdown
     // drops the space before a paragraph's first line only, so the lines after it tell.
