@@ -34,6 +34,9 @@ pub fn clean_record(json: &str, index: usize, options: &CleanOptions) -> Result<
     }
     // The sanitizer era stored human turns entity-escaped; its assistant HTML has bare `<div>`s.
     let sanitized = raw.turns.iter().zip(&roles).any(|(t, r)| *r == Role::Assistant && t.text.starts_with("<div>"));
+    let numbering = html::LazyListNumbering::of_conversation(
+        raw.turns.iter().zip(&roles).filter(|(_, r)| **r == Role::Assistant).map(|(t, _)| &*t.text),
+    );
 
     let mut system = raw.system.map(Cow::into_owned);
     let mut turns: Vec<Turn> = Vec::with_capacity(raw.turns.len());
@@ -46,7 +49,11 @@ pub fn clean_record(json: &str, index: usize, options: &CleanOptions) -> Result<
             Role::System => return Err(Reason::WrongFormat),
             Role::User => clean_human(&t.text, sanitized),
             Role::Assistant => {
-                let text = if html::is_chatgpt_html(&t.text) { html::to_markdown(&t.text) } else { t.text.to_string() };
+                let text = if html::is_chatgpt_html(&t.text) {
+                    html::to_markdown_with(&t.text, numbering)
+                } else {
+                    t.text.to_string()
+                };
                 if is_service_error(&text) {
                     return Err(Reason::ServiceError);
                 }
@@ -217,6 +224,38 @@ mod tests {
         assert!(!contains_blocked_word(&turns("open AI", "chat gpt"), &words));
         assert!(contains_blocked_word(&turns("Ärger", "x"), &["ärger".to_string()]));
         assert!(!contains_blocked_word(&turns("OpenAI", "x"), &[]));
+    }
+
+    #[test]
+    fn lazy_bullet_lists_go_on_counting_where_the_conversation_numbers_past_interruptions() {
+        // "1. A:\n* a\n2. B:" and "1. A:\n* a\n1. B:" are the same HTML. A conversation whose
+        // other lists carry `start` (numbering went on across an interruption) goes on counting.
+        let lazy = "<div><p>Steps:</p><ol><li>A:\n* a</li><li>B:\n* b</li></ol></div>";
+        let started = "<div><ol><li>x</li></ol><p>then</p><ol start=\"2\"><li>y</li></ol></div>";
+        let record = |turns: &[&str]| {
+            let turns: Vec<String> = turns
+                .iter()
+                .enumerate()
+                .map(|(i, v)| {
+                    let from = if i % 2 == 0 { "human" } else { "gpt" };
+                    format!(r#"{{"from": "{from}", "value": {}}}"#, serde_json::to_string(v).unwrap())
+                })
+                .collect();
+            format!(r#"{{"id": "n", "conversations": [{}]}}"#, turns.join(", "))
+        };
+        let options = CleanOptions::default();
+        let c = clean_record(&record(&["q", lazy, "more", started]), 0, &options).unwrap();
+        assert_eq!(c.turns[1].text, "Steps:\n\n1. A:\n* a\n2. B:\n* b");
+        // no such evidence: a lazy bullet under item 1 mostly came from lists numbered "1." throughout
+        let c = clean_record(&record(&["q", lazy]), 0, &options).unwrap();
+        assert_eq!(c.turns[1].text, "Steps:\n\n1. A:\n* a\n1. B:\n* b");
+        // a list that restarted at 1 after a code block outweighs one `start`
+        let code = "<pre><div><code>x\n</code></div></pre>";
+        let restarted = format!(
+            "<div><ol><li>x</li></ol>{code}<ol><li>y</li></ol><ol><li>u</li></ol>{code}<ol><li>v</li></ol></div>"
+        );
+        let c = clean_record(&record(&["q", lazy, "more", started, "again", &restarted]), 0, &options).unwrap();
+        assert_eq!(c.turns[1].text, "Steps:\n\n1. A:\n* a\n1. B:\n* b");
     }
 
     #[test]

@@ -393,7 +393,7 @@ static NAMED: &[(&str, &str)] = &[
 /// Decodes the character reference at the start of `s` (which begins with `&`).
 /// Returns the decoded text and how many bytes it used, or None when `s` does
 /// not start with a complete, known reference (then the `&` is literal).
-pub fn entity_at(s: &str) -> Option<(Cow<'static, str>, usize)> {
+fn entity_at(s: &str) -> Option<(Cow<'static, str>, usize)> {
     let b = s.as_bytes();
     // References are short: the longest name above is 7 bytes, numbers at most
     // "#x10FFFF"; look no further than that for the ';'.
@@ -422,6 +422,21 @@ pub fn entity_at(s: &str) -> Option<(Cow<'static, str>, usize)> {
     }
     let i = NAMED.binary_search_by(|(n, _)| n.cmp(&body)).ok()?;
     Some((Cow::Borrowed(NAMED[i].1), used))
+}
+
+/// The references an HTML writer puts in text: Python-Markdown and the browser's serializer
+/// escape `&` `<` `>` (and `"`, U+00A0), the sanitizer also `'`. Sorted for binary search.
+static MARKUP: &[(&str, &str)] =
+    &[("#39", "'"), ("#x27", "'"), ("amp", "&"), ("gt", ">"), ("lt", "<"), ("nbsp", "\u{a0}"), ("quot", "\"")];
+
+/// Decodes the reference at the start of `s` (which begins with `&`) when it is one an HTML
+/// writer produces ([`MARKUP`]), with the bytes it used. Any other reference in the text of a
+/// page (`&times;`, `&#x03B4;`) was typed by the model as it stands and must stay literal.
+pub fn markup_entity_at(s: &str) -> Option<(&'static str, usize)> {
+    let b = s.as_bytes();
+    let semi = b[..b.len().min(7)].iter().position(|&c| c == b';')?;
+    let i = MARKUP.binary_search_by(|(n, _)| n.cmp(&&s[1..semi])).ok()?;
+    Some((MARKUP[i].1, semi + 1))
 }
 
 /// See [`super::decode_entities`].
@@ -461,7 +476,7 @@ mod tests {
 
     #[test]
     fn named_table_is_sorted() {
-        for w in NAMED.windows(2) {
+        for w in NAMED.windows(2).chain(MARKUP.windows(2)) {
             assert!(w[0].0 < w[1].0, "{} !< {}", w[0].0, w[1].0);
         }
     }

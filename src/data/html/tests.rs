@@ -104,6 +104,41 @@ fn code_block_inside_list_item_stays_in_it() {
 }
 
 #[test]
+fn lazy_fence_line_in_a_list_item_keeps_its_first_code_line_unindented() {
+    // FastChat's markdown indents a fence opened in a nested item but not the
+    // code line after it: "\t* Run:\n\t```\naws configure\n```". Python-Markdown took
+    // the opener and that line for lazy text of the item.
+    let html = "<div><ol><li>Configure:<ul><li>Run this:\n```\naws configure</li></ul></li><li>Next</li></ol></div>";
+    assert_eq!(md(html), "1. Configure:\n\t* Run this:\n\t```\naws configure\n2. Next");
+    let html = "<div><ul><li>Add:\n```php\n&lt;?php\nreturn 1;</li></ul></div>";
+    assert_eq!(md(html), "* Add:\n```php\n<?php\nreturn 1;");
+}
+
+#[test]
+fn lazy_list_lines_in_a_nested_item_stay_at_the_margin() {
+    // "1. A:\n\t* x.\n2. B:\n\t* y.\n3. C:": Python-Markdown took "2. B:" for lazy text of
+    // the nested item; the line was at the margin, not indented with the item.
+    let html = "<div><ol><li>A:<ul><li>x.\n2. B:</li><li>y.\n3. C:</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* x.\n2. B:\n\t* y.\n3. C:");
+    let html = "<div><ol><li>A:<ul><li>Type: Flying\n*</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* Type: Flying\n*");
+    // other lazy text of a nested item keeps the item's indent
+    let html = "<div><ol><li>A:<ul><li>x\ncontinued</li></ul></li></ol></div>";
+    assert_eq!(md(html), "1. A:\n\t* x\n\tcontinued");
+}
+
+#[test]
+fn code_pasted_as_text_keeps_the_space_before_its_first_line() {
+    // Unfenced code written one space in ("\n\n // Select Database\n if ( con ) {"): Python-Markdown
+    // drops the space before a paragraph's first line only, so the lines after it tell.
+    let html = "<div><p>Then:</p><p>// Select Database\n if ( con ) {\n const db = 1;</p><p>&lt;?php\n try {</p></div>";
+    assert_eq!(md(html), "Then:\n\n // Select Database\n if ( con ) {\n const db = 1;\n\n <?php\n try {");
+    // prose with one indented line, or lines indented further, stays as it is
+    let html = "<div><p>Dear Sir,\n  I write.</p><p>a\n b\nc</p></div>";
+    assert_eq!(md(html), "Dear Sir,\n  I write.\n\na\n b\nc");
+}
+
+#[test]
 fn paragraphs_headings_rules() {
     let html = "<div><h1>Title</h1><p>One\nline two</p><h2>Sub</h2><h3>Three</h3><p>x</p><hr /><p>y</p></div>";
     assert_eq!(md(html), "# Title\n\nOne\nline two\n\n## Sub\n\n### Three\n\nx\n\n---\n\ny");
@@ -128,8 +163,20 @@ fn line_break() {
 
 #[test]
 fn entities_and_literal_tags() {
-    let html = "<div><p>Put &lt;classpath&gt; in &quot;x&quot; &amp; it&#x27;s&#39; &#8212; &nbsp;&copy; &unknown; &amp</p></div>";
-    assert_eq!(md(html), "Put <classpath> in \"x\" & it's' \u{2014} \u{a0}\u{a9} &unknown; &amp");
+    let html = "<div><p>Put &lt;classpath&gt; in &quot;x&quot; &amp; it&#x27;s&#39; &nbsp;&unknown; &amp</p></div>";
+    assert_eq!(md(html), "Put <classpath> in \"x\" & it's' \u{a0}&unknown; &amp");
+}
+
+#[test]
+fn references_no_html_writer_produces_stay_literal_text() {
+    // Python-Markdown (and the browser's serializer) write only `&amp;` `&lt;` `&gt;` `&quot;`
+    // (`&nbsp;` `&#x27;` `&#39;` from the page and the sanitizer) in text: any other reference
+    // there was typed by the model (MathJax residue, HTML shown as text) and stays as written.
+    let html =
+        "<div><p>&lt;span aria-hidden=\"true\"&gt;&times;&lt;/span&gt;\n&#x03B4;T(t)=&#x2211; &#8212; &copy;</p></div>";
+    assert_eq!(md(html), "<span aria-hidden=\"true\">&times;</span>\n&#x03B4;T(t)=&#x2211; &#8212; &copy;");
+    // In code every reference is the escaping of the code text: all decoded.
+    assert_eq!(md("<div><p><code>&amp;times; &times;</code></p></div>"), "`&times; \u{d7}`");
 }
 
 #[test]
@@ -213,6 +260,51 @@ fn hashtags_read_as_headings() {
 fn table() {
     let html = "<div><table><thead><tr><th>Name</th><th style=\"text-align: center;\">A|B</th></tr></thead><tbody><tr><td><strong>x</strong></td><td></td></tr><tr><td>y</td><td>1</td></tr></tbody></table><p>After</p></div>";
     assert_eq!(md(html), "| Name | A\\|B |\n| --- | :---: |\n| **x** |  |\n| y | 1 |\n\nAfter");
+}
+
+#[test]
+fn table_without_body_gets_no_empty_row() {
+    // Python-Markdown gives a table with no body rows one empty row.
+    let html = "<div><table><thead><tr><th>x</th><th>y</th></tr></thead><tbody><tr><td></td><td></td></tr></tbody></table><p>b</p></div>";
+    assert_eq!(md(html), "| x | y |\n| --- | --- |\n\nb");
+    // an empty row among others is the model's
+    let html = "<div><table><thead><tr><th>x</th><th>y</th></tr></thead><tbody><tr><td></td><td></td></tr><tr><td>1</td><td>2</td></tr></tbody></table></div>";
+    assert_eq!(md(html), "| x | y |\n| --- | --- |\n|  |  |\n| 1 | 2 |");
+}
+
+#[test]
+fn paragraph_right_after_a_table_is_not_a_row() {
+    // "| q | r |\n|---|---|\n| 1 | 2 |\nTotal: 5 units of work\nConclusion:": Python-Markdown
+    // made each line after the table a row with the line in its first cell.
+    let row = |a: &str| format!("<tr><td>{a}</td><td></td><td></td></tr>");
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody><tr><td>1</td><td>2</td><td>3</td></tr>{}{}</tbody></table><p>End</p></div>",
+        row("Total estimated cost: $975,000 (excluding updates)"),
+        row("Conclusion:")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| 1 | 2 | 3 |\nTotal estimated cost: $975,000 (excluding updates)\nConclusion:\n\nEnd"
+    );
+    // short labels with empty cells, or rows after them with more cells, are rows
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody>{}<tr><td>1</td><td>2</td><td>3</td></tr>{}</tbody></table></div>",
+        row("Section header with words in it"),
+        row("Total")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| Section header with words in it |  |  |\n| 1 | 2 | 3 |\n| Total |  |  |"
+    );
+    // a phrase, not a sentence, after a full row: a row of a sparse table
+    let html = format!(
+        "<div><table><thead><tr><th>q</th><th>r</th><th>s</th></tr></thead><tbody><tr><td>1</td><td>2</td><td>3</td></tr>{}</tbody></table></div>",
+        row("Optimize warehouse layout for better flow")
+    );
+    assert_eq!(
+        md(&html),
+        "| q | r | s |\n| --- | --- | --- |\n| 1 | 2 | 3 |\n| Optimize warehouse layout for better flow |  |  |"
+    );
 }
 
 #[test]
