@@ -413,7 +413,7 @@ fn train_flags_in_task_files_and_readme_exist() {
         assert!(help.contains_key(flag), "vicuna train --help lists {flag}: {help:?}");
     }
     assert_eq!(help["--shard"], ["none", "grad-op", "full"]);
-    assert_eq!(help["--dtype"], ["fp32", "bf16", "fp16"]);
+    assert_eq!(help["--dtype"], ["auto", "fp32", "bf16", "fp16"]);
     let bad = train_commands("vicuna train --no-such-flag 1 --shard fully --dtype=bf17 --nnodes \"$N\"");
     assert_eq!(flag_problems(&bad, &help).len(), 3, "{:?}", flag_problems(&bad, &help));
 
