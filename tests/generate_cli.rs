@@ -4,7 +4,7 @@
 mod common;
 use common::*;
 use std::io::Write;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 fn generate(model: &str, extra: &[&str]) -> Vec<serde_json::Value> {
     let mut args = vec!["generate", "--model", model, "--template", "chatml", "--max-new-tokens", "12", "--json"];

@@ -6,7 +6,7 @@
 mod common;
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 /// Arguments of a short run: 4 steps of 2 samples, a checkpoint after every step; `extra` flags
