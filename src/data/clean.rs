@@ -101,7 +101,9 @@ pub fn clean_human(text: &str, sanitized: bool) -> String {
 /// Removes the regenerate pager ("2 / 2") that the export glued to the start of a human turn.
 /// It is `N / M` with 1 <= N <= M < 100 and no separator before the text; a real fraction is
 /// followed by whitespace or ends the turn ("3 / 4 cup"), so it stays. When the text itself starts
-/// with digits ("1 / 12019 was..."), the shortest count M >= N is taken as the pager.
+/// with digits ("1 / 12019 was..."), the shortest count M >= N is taken as the pager. A turn that
+/// is only `N / M` (and whitespace) is the pager over an empty message, which the page showed like
+/// any other; it becomes that empty message.
 pub fn strip_pager(text: &str) -> &str {
     let b = text.as_bytes();
     let n_len = b.iter().take_while(|c| c.is_ascii_digit()).count();
@@ -115,7 +117,7 @@ pub fn strip_pager(text: &str) -> &str {
         let m: u32 = text[m_start..m_start + m_len].parse().unwrap_or(0);
         let rest = &text[m_start + m_len..];
         let glued = rest.chars().next().is_some_and(|c| !c.is_whitespace());
-        if n >= 1 && n <= m && glued {
+        if n >= 1 && n <= m && (glued || (m_len == digits && rest.trim().is_empty())) {
             return rest;
         }
     }
@@ -200,8 +202,24 @@ mod tests {
         assert_eq!(strip_pager("3 / 2Write"), "3 / 2Write");
         assert_eq!(strip_pager("1 / 12019 was a year"), "2019 was a year");
         assert_eq!(strip_pager("10 / 10ok"), "ok");
-        assert_eq!(strip_pager("1 / 1"), "1 / 1");
         assert_eq!(strip_pager("hello 1 / 1x"), "hello 1 / 1x");
+        // a turn that is only the pager was an empty message; text after a separator stays a fraction
+        assert_eq!(strip_pager("1 / 1"), "");
+        assert_eq!(strip_pager("2 / 3\n"), "\n");
+        assert_eq!(strip_pager("3 / 2"), "3 / 2");
+        assert_eq!(strip_pager("12 / 3"), "12 / 3");
+    }
+
+    #[test]
+    fn a_human_turn_that_is_only_the_pager_ends_the_conversation_like_an_empty_turn() {
+        // The export glued "2 / 2" to an empty message: the conversation is cut there, as it is
+        // at any empty turn, instead of training on "2 / 2" as what the user said.
+        let record = r#"{"id": "p", "conversations": [{"from": "human", "value": "1 / 1Hi"},
+            {"from": "gpt", "value": "Hello! How can I help?"}, {"from": "human", "value": "2 / 2"},
+            {"from": "gpt", "value": "Anything else?"}]}"#;
+        let c = clean_record(record, 0, &CleanOptions::default()).unwrap();
+        let texts: Vec<&str> = c.turns.iter().map(|t| t.text.as_str()).collect();
+        assert_eq!(texts, ["Hi", "Hello! How can I help?"]);
     }
 
     #[test]
