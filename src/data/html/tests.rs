@@ -128,6 +128,15 @@ fn lazy_list_lines_in_a_nested_item_stay_at_the_margin() {
 }
 
 #[test]
+fn commonmark_lists_interrupted_by_bullets_keep_their_numbers() {
+    // What the ChatGPT page itself rendered (CommonMark) for "1. A:\n* x\n2. B:\n* y": the bullet
+    // line closes the ordered list and the next item opens one with `start`, so the numbers are
+    // in the HTML, unlike Python-Markdown's single `<ol>` with lazy lines.
+    let html = "<div><ol><li>A:</li></ol><ul><li>x</li></ul><ol start=\"2\"><li>B:</li></ol><ul><li>y</li></ul></div>";
+    assert_eq!(md(html), "1. A:\n\n* x\n\n2. B:\n\n* y");
+}
+
+#[test]
 fn code_pasted_as_text_keeps_the_space_before_its_first_line() {
     // Unfenced code written one space in ("\n\n // Select Database\n if ( con ) {"): Python-Markdown
     // drops the space before a paragraph's first line only, so the lines after it tell.
