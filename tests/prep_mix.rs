@@ -166,6 +166,20 @@ fn bad_arguments_and_records_are_refused_by_name() {
     assert!(stderr.contains(&format!("`{}` is not SOURCE=WEIGHT", a.display())), "{stderr}");
     let stderr = fails(&["prep", "mix", &arg(&a, "0"), "-o", o, "--total", "5"]);
     assert_eq!(stderr.trim_end(), "error: --total 5: nothing to mix (every source is empty or has weight 0)");
+    // more conversations than a mix can hold is refused by name, not allocated (or wrapped)
+    let stderr = fails(&["prep", "mix", &arg(&a, "1e18"), "-o", o]);
+    assert_eq!(
+        stderr.trim_end(),
+        format!(
+            "error: {}: weight 1e18 asks for 3e18 conversations, more than a mix can hold (4294967295); lower the weight",
+            a.display()
+        )
+    );
+    let stderr = fails(&["prep", "mix", &arg(&a, "1"), "-o", o, "--total", "18446744073709551615"]);
+    assert!(stderr.contains("--total 18446744073709551615: more conversations than a mix can hold"), "{stderr}");
+    let b = source(&s, "b", 1);
+    let stderr = fails(&["prep", "mix", &arg(&a, "1e308"), &arg(&b, "1"), "-o", o, "--total", "10"]);
+    assert!(stderr.contains("more than a mix can hold"), "{stderr}");
     let stderr = fails(&["prep", "mix", &arg(&bad, "1"), "-o", o, "--strict"]);
     assert_eq!(
         stderr.trim_end(),

@@ -207,6 +207,9 @@ fn all_in_one_prep_takes_near_and_bad_settings_are_refused() {
     };
     let stderr = dedup_with(&["--near", "--bands", "30", "--rows", "5"]);
     assert!(stderr.contains("--bands 30 x --rows 5 must be at least 1 each and at most --num-perm 128"), "{stderr}");
+    // a product past usize wraps to a small number: it must still be refused, not allocated
+    let stderr = dedup_with(&["--near", "--bands", "9223372036854775808", "--rows", "2"]);
+    assert!(stderr.contains("--bands 9223372036854775808 x --rows 2 must be at least 1 each"), "{stderr}");
     let stderr = dedup_with(&["--shingle", "3"]);
     assert!(stderr.contains("--near"), "{stderr}");
     let stderr = dedup_with(&["--near", "--near-threshold", "1.5"]);

@@ -187,14 +187,34 @@ fn readable(file: &RecordFile, options: &MixOptions, report: &mut Report) -> Res
     Ok(out)
 }
 
+/// The most conversations one mix writes: picks number their copies in a `u32`, and the pick list
+/// (12 bytes each) stays in memory.
+const MAX_MIX: usize = u32::MAX as usize;
+
 /// Conversations each source contributes: `round(w * n)`, or with `total` those amounts scaled
 /// to sum to exactly `total` (largest remainders, earlier sources first on ties).
+/// Refuses a mix larger than [`MAX_MIX`] before anything is allocated.
 fn counts(sources: &[Weighted], valid: &[Vec<Valid>], total: Option<usize>) -> Result<Vec<usize>> {
     let wanted: Vec<f64> = sources.iter().zip(valid).map(|(s, v)| s.weight * v.len() as f64).collect();
+    for (source, w) in sources.iter().zip(&wanted) {
+        if !(w.round() <= MAX_MIX as f64) {
+            bail!(
+                "{}: weight {:e} asks for {w:e} conversations, more than a mix can hold ({MAX_MIX}); lower the weight",
+                source.path.display(),
+                source.weight
+            );
+        }
+    }
+    let sum: f64 = wanted.iter().sum();
     let Some(total) = total else {
+        if sum.round() > MAX_MIX as f64 {
+            bail!("the sources ask for {sum:e} conversations together, more than a mix can hold ({MAX_MIX}); lower the weights");
+        }
         return Ok(wanted.iter().map(|w| w.round() as usize).collect());
     };
-    let sum: f64 = wanted.iter().sum();
+    if total > MAX_MIX {
+        bail!("--total {total}: more conversations than a mix can hold ({MAX_MIX})");
+    }
     if sum <= 0.0 {
         if total == 0 {
             return Ok(vec![0; sources.len()]);

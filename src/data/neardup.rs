@@ -64,7 +64,7 @@ impl NearOptions {
             bail!("--shingle and --num-perm must be at least 1");
         }
         let (bands, rows) = bands_rows.unwrap_or_else(|| optimal_bands_rows(threshold, num_perm));
-        if bands == 0 || rows == 0 || bands * rows > num_perm {
+        if bands == 0 || rows == 0 || bands.checked_mul(rows).is_none_or(|p| p > num_perm) {
             bail!("--bands {bands} x --rows {rows} must be at least 1 each and at most --num-perm {num_perm}");
         }
         Ok(NearOptions { threshold, shingle, num_perm, bands, rows, seed })
