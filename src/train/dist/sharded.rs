@@ -335,6 +335,10 @@ impl<'g> Sharded<'g> {
             return Ok(());
         }
         let unit = self.layout.units[u].clone();
+        let Some(group) = self.group else {
+            self.add_into_shard(&unit);
+            return Ok(());
+        };
         let owners = self.layout.owners as i64;
         let flat = match self.accumulated[u].take() {
             Some(sum) => sum,
@@ -354,19 +358,13 @@ impl<'g> Sharded<'g> {
             return Ok(());
         }
         let into = self.grad.narrow(0, unit.local, unit.slice);
-        match self.group {
-            None => tch::no_grad(|| {
-                let _ = into.shallow_clone().g_add_(&flat.to_device(into.device()));
-            }),
-            Some(g) if owners == 1 => {
-                let pending = g.all_reduce(&[&flat], Op::Sum)?;
-                self.inflight.push(InFlight { pending, result: flat, into });
-            }
-            Some(g) => {
-                let result = Tensor::zeros([unit.slice], (Kind::Float, self.device));
-                let pending = g.reduce_scatter(&result, &flat)?;
-                self.inflight.push(InFlight { pending, result, into });
-            }
+        if owners == 1 {
+            let pending = group.all_reduce(&[&flat], Op::Sum)?;
+            self.inflight.push(InFlight { pending, result: flat, into });
+        } else {
+            let result = Tensor::zeros([unit.slice], (Kind::Float, self.device));
+            let pending = group.reduce_scatter(&result, &flat)?;
+            self.inflight.push(InFlight { pending, result, into });
         }
         // Bounded overlap: each reduction holds its unit's full-size gradient until it completes.
         while self.inflight.len() > MAX_IN_FLIGHT {
@@ -374,6 +372,22 @@ impl<'g> Sharded<'g> {
             Self::complete(oldest)?;
         }
         Ok(())
+    }
+
+    /// One process owns everything: the parameters' gradients go straight into the shard's fp32
+    /// gradient (no collective, no buffer), and are freed.
+    fn add_into_shard(&self, unit: &Unit) {
+        let into = self.grad.narrow(0, unit.local, unit.slice);
+        tch::no_grad(|| {
+            for (p, at) in self.layout.offsets(unit) {
+                let g = self.params[p].grad();
+                if g.defined() {
+                    let into = into.narrow(0, at, self.layout.numel(p));
+                    let _ = into.shallow_clone().g_add_(&g.reshape([-1]).to_device(into.device()));
+                }
+                clear_grad(&self.params[p]);
+            }
+        });
     }
 
     fn complete(f: InFlight) -> Result<()> {
