@@ -227,19 +227,7 @@ fn the_export_writes_the_masters_in_the_dtype_asked_for() {
         serde_json::from_str(&std::fs::read_to_string(bf16.join("final/config.json")).unwrap()).unwrap();
     assert_eq!(config["torch_dtype"], "bfloat16");
 
-    let source = s.path("bf16-source");
-    ok(&[
-        "model",
-        "init",
-        "--preset",
-        "tiny",
-        "--tokenizer",
-        tiny_tokenizer().to_str().unwrap(),
-        "-o",
-        source.to_str().unwrap(),
-        "--dtype",
-        "bf16",
-    ]);
+    let source = tiny_model_with_flags(&s, "bf16-source", 1, &["--dtype", "bf16"]);
     let out = s.path("from-bf16-source");
     ok(&train_args(&source, &out, &["--max-steps", "1", "--dtype", "fp32"])
         .iter()

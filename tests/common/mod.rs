@@ -157,21 +157,19 @@ pub fn tiny_model(s: &Scratch) -> PathBuf {
 
 /// A tiny model named `name` in `s`, with random weights from `seed`.
 pub fn tiny_model_named(s: &Scratch, name: &str, seed: u64) -> PathBuf {
+    tiny_model_with_flags(s, name, seed, &[])
+}
+
+/// [`tiny_model_named`] with more `model init` flags (`--dtype bf16`).
+pub fn tiny_model_with_flags(s: &Scratch, name: &str, seed: u64, extra: &[&str]) -> PathBuf {
     let dir = s.path(name);
     if !dir.join("config.json").exists() {
         let seed = seed.to_string();
-        ok(&[
-            "model",
-            "init",
-            "--preset",
-            "tiny",
-            "--tokenizer",
-            tiny_tokenizer().to_str().unwrap(),
-            "-o",
-            dir.to_str().unwrap(),
-            "--seed",
-            &seed,
-        ]);
+        let tokenizer = tiny_tokenizer().to_str().unwrap();
+        let mut args = vec!["model", "init", "--preset", "tiny", "--tokenizer", tokenizer];
+        args.extend(["-o", dir.to_str().unwrap(), "--seed", &seed]);
+        args.extend_from_slice(extra);
+        ok(&args);
     }
     dir
 }
