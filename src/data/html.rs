@@ -99,11 +99,18 @@ impl LazyListNumbering {
             for i in memchr::memmem::find_iter(b, b"<ol start=\"") {
                 went_on += !b[i + 11..].starts_with(b"1\"") as usize;
             }
+            // the `</pre>` closing each such block; found once, however many blocks share it
+            let mut close: Option<usize> = None;
             for i in memchr::memmem::find_iter(b, b"</ol><pre>") {
-                let rest = &b[i..];
-                if let Some(j) = memchr::memmem::find(rest, b"</pre>") {
-                    restarted += rest[j + 6..].starts_with(b"<ol>") as usize;
-                }
+                let end = match close {
+                    Some(c) if c >= i => c,
+                    _ => match memchr::memmem::find(&b[i..], b"</pre>") {
+                        Some(j) => i + j,
+                        None => break,
+                    },
+                };
+                close = Some(end);
+                restarted += b[end + 6..].starts_with(b"<ol>") as usize;
             }
         }
         if went_on > restarted {

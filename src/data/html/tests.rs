@@ -465,3 +465,17 @@ fn never_panics_on_truncated_or_random_input() {
     assert!(out.len() < deep.len() * 4);
     assert!(n > 5000);
 }
+
+#[test]
+fn the_conversation_scan_stays_linear_when_code_blocks_never_close() {
+    // Each `</ol><pre>` counts as a restart when its block's `</pre>` is followed by `<ol>`; many
+    // of them before one `</pre>` share it, and with none the scan stops (it once searched the
+    // rest of the turn again for each: 1.28M of them took minutes).
+    let shared = "</ol><pre>x</ol><pre>y</pre><ol>";
+    let evidence = LazyListNumbering::of_conversation([shared, "<ol start=\"3\">", "<ol start=\"4\">"]);
+    assert_eq!(evidence, LazyListNumbering::RestartAfterFirst, "two restarts outweigh two starts");
+    let evidence = LazyListNumbering::of_conversation([shared, "<ol start=\"3\"><ol start=\"4\"><ol start=\"5\">"]);
+    assert_eq!(evidence, LazyListNumbering::Continue);
+    let hostile = "</ol><pre>".repeat(1_000_000);
+    assert_eq!(LazyListNumbering::of_conversation([hostile.as_str()]), LazyListNumbering::RestartAfterFirst);
+}
