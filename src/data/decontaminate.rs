@@ -162,7 +162,8 @@ impl QuestionIndex {
             for (map, n) in [(&mut bigrams, 2), (&mut ngrams, options.ngram)] {
                 for h in ngram_hashes(&words, n) {
                     let list = map.entry(h).or_default();
-                    if list.last() != Some(&(q as u32)) && !list.contains(&(q as u32)) {
+                    // questions come in order, so a repeat within this one is the list's last
+                    if list.last() != Some(&(q as u32)) {
                         list.push(q as u32);
                     }
                 }
@@ -213,6 +214,10 @@ impl QuestionIndex {
         let mut counts: Option<NgramCounts> = None;
         let mut best: Option<Match> = None;
         for (q, question) in self.questions.iter().enumerate() {
+            // sharing nothing, a question can neither overlap nor (unless `score_all`) reach the BLEU
+            if !self.score_all && bigram_hits[q] == 0 && overlap_hits[q] == 0 {
+                continue;
+            }
             let overlap = f64::from(overlap_hits[q]) / question.overlap_ngrams as f64;
             let overlapping = overlap >= self.options.overlap;
             let bound = bleu_upper_bound(question.counts.len, words.len(), bigram_hits[q] as usize);
