@@ -148,9 +148,7 @@ pub fn mix(sources: &[Weighted], output: &Path, options: &MixOptions) -> Result<
             }
         }
     }
-    for i in (1..picks.len()).rev() {
-        picks.swap(i, rng.below(i + 1));
-    }
+    rng.shuffle(&mut picks);
     write(&files, &picks, output, options.style)?;
     report.written = picks.len();
     let shares = shares(sources, &valid, &picks, options.tokens.is_some());

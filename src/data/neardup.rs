@@ -25,7 +25,8 @@
 //!
 //! Written here rather than taken from a crate: the Rust MinHash crates on crates.io are small
 //! and unmaintained, and the whole method is a hash, a minimum and a hash map.
-use super::words::{mix64, ngram_hashes, word_hashes_into};
+use super::words::{ngram_hashes, word_hashes_into};
+use crate::util::rng::mix64;
 use crate::util::rng::SplitMix64;
 use anyhow::{bail, Result};
 use serde::Serialize;

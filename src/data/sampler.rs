@@ -36,7 +36,7 @@ impl Sampler {
         let n = self.lengths.len();
         let mut rng = SplitMix64::new(self.seed ^ (epoch as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut order: Vec<usize> = (0..n).collect();
-        shuffle(&mut order, &mut rng);
+        rng.shuffle(&mut order);
         if !self.group_by_length {
             return order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
         }
@@ -44,15 +44,8 @@ impl Sampler {
             mega.sort_by(|&a, &b| self.lengths[b].cmp(&self.lengths[a]));
         }
         let mut batches: Vec<Vec<usize>> = order.chunks(self.global_batch).map(<[usize]>::to_vec).collect();
-        shuffle(&mut batches, &mut rng);
+        rng.shuffle(&mut batches);
         batches
-    }
-}
-
-/// Fisher-Yates with the project's portable generator.
-fn shuffle<T>(items: &mut [T], rng: &mut SplitMix64) {
-    for i in (1..items.len()).rev() {
-        items.swap(i, rng.below(i + 1));
     }
 }
 

@@ -1,9 +1,12 @@
 //! Text to words, for the stages that compare texts by their words: near-duplicate dedup
 //! (MinHash over word shingles) and decontamination (n-gram overlap and sentence BLEU). A word is a
-//! maximal run of alphanumeric characters (Unicode), compared case-insensitively: what Python's
-//! `re.findall(r"[^\W_]+", text.lower())` gives, so reference scripts tokenize the same way.
+//! maximal run of alphanumeric characters (Unicode), compared case-insensitively: for Latin and
+//! most other scripts what Python's `re.findall(r"[^\W_]+", text.lower())` gives, so reference
+//! scripts tokenize the same way (combining vowel signs, dotted capital I and final sigma differ).
 //! Words are kept as 64-bit hashes (FNV-1a of the lowercased UTF-8), so comparing and indexing
 //! them allocates nothing; two different words collide with probability about 2^-64 per pair.
+
+use crate::util::rng::mix64;
 
 /// FNV-1a 64-bit offset basis and prime.
 const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
@@ -39,14 +42,6 @@ pub fn word_hashes(text: &str) -> Vec<u64> {
     let mut out = Vec::new();
     word_hashes_into(text, &mut out);
     out
-}
-
-/// A 64-bit finaliser (SplitMix64's): spreads every input bit over the output, so sequential or
-/// structured inputs give independent-looking hashes.
-pub fn mix64(mut z: u64) -> u64 {
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The hash of a sequence of words (an n-gram), order-sensitive: `[a, b]` and `[b, a]` differ.
