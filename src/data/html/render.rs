@@ -261,7 +261,8 @@ impl<'a> Renderer<'a> {
                     self.out.push(' ');
                     self.line_start = false;
                 }
-                let text = (heading == 0 && self.prefix.is_empty()).then_some(self.out.len());
+                let top_level = self.prefix.is_empty() && self.items == 0 && self.cells == 0;
+                let text = (heading == 0 && top_level).then_some(self.out.len());
                 self.frames.push(Frame::Para { hash, text });
                 self.inline = true;
             }

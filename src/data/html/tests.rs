@@ -145,6 +145,9 @@ fn code_pasted_as_text_keeps_the_space_before_its_first_line() {
     // prose with one indented line, or lines indented further, stays as it is
     let html = "<div><p>Dear Sir,\n  I write.</p><p>a\n b\nc</p></div>";
     assert_eq!(md(html), "Dear Sir,\n  I write.\n\na\n b\nc");
+    // only top-level paragraphs: in a list item or a table cell the marker comes first
+    let html = "<div><ol><li><p>a\n b</p></li></ol><ul><li><p>Dear all,\n I write</p></li></ul></div>";
+    assert_eq!(md(html), "1. a\n b\n\n* Dear all,\n I write");
 }
 
 #[test]
