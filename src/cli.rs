@@ -2,7 +2,7 @@
 //! parsers that refuse out-of-range numbers naming the flag, and the conversions from flags to the
 //! library's checked option structs. `prep`'s stages map onto pipeline plans here too. `main.rs`
 //! dispatches; the work is in the library.
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::builder::RangedU64ValueParser;
 use clap::{Args, Parser, Subcommand};
 use std::ops::Bound::{self, Excluded, Included, Unbounded};
@@ -1028,13 +1028,16 @@ pub fn run_prep(prep: Prep) -> Result<String> {
     vicuna::util::atomic::ensure_distinct(&inputs, &outputs)?;
     let Some(stage) = prep.stage else {
         let output = prep.output.context("missing --output")?;
+        if prep.near.near && prep.no_dedup {
+            bail!("--near drops near-duplicates, --no-dedup keeps duplicates: choose one");
+        }
         let near_removed = Mutex::new(Vec::new());
         let loaded = prep.split.tokens.load()?;
         let split = prep.split.options();
         let plan = Plan {
             filter: prep.filter.options()?,
             dedup: !prep.no_dedup,
-            near: prep.near.options()?.filter(|_| !prep.no_dedup),
+            near: prep.near.options()?,
             near_removed: prep.near.clusters.as_ref().map(|_| &near_removed),
             tokens: loaded.as_ref().map(|(tokenizer, template)| TokenStages {
                 tokenizer,

@@ -210,6 +210,10 @@ fn all_in_one_prep_takes_near_and_bad_settings_are_refused() {
     // a product past usize wraps to a small number: it must still be refused, not allocated
     let stderr = dedup_with(&["--near", "--bands", "9223372036854775808", "--rows", "2"]);
     assert!(stderr.contains("--bands 9223372036854775808 x --rows 2 must be at least 1 each"), "{stderr}");
+    // the all-in-one prep cannot drop near-duplicates while keeping duplicates: said, not ignored
+    let o = out.to_str().unwrap();
+    let stderr = fails(&["prep", input.to_str().unwrap(), "-o", o, "--near", "--no-dedup"]);
+    assert_eq!(stderr.trim_end(), "error: --near drops near-duplicates, --no-dedup keeps duplicates: choose one");
     let stderr = dedup_with(&["--shingle", "3"]);
     assert!(stderr.contains("--near"), "{stderr}");
     let stderr = dedup_with(&["--near", "--near-threshold", "1.5"]);
