@@ -102,7 +102,7 @@ def main():
     ours16_bf16 = BATCH * rate(lambda n: vicuna_seconds(binary, model_dir, n, BATCH, "bf16"))
     model16 = LlamaForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, attn_implementation="sdpa").eval()
     theirs16_bf16 = BATCH * rate(lambda n: hf_seconds(model16, tok, n, BATCH))
-    amx = "amx_bf16" in measure.cpu_summary().split("; lacks")[0]
+    amx = measure.has_amx()
     print(f"batch {BATCH}, bf16: vicuna {ours16_bf16:.1f} tokens/s ({ours16_bf16 / ours16:.2f}x its fp32), "
           f"transformers bf16 {theirs16_bf16:.1f} tokens/s, ratio {ours16_bf16 / theirs16_bf16:.2f}x; "
           + (f"target (AMX) 1.5x fp32 {'met' if ours16_bf16 >= 1.5 * ours16 else 'NOT met'}" if amx

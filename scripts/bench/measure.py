@@ -46,9 +46,8 @@ def memory(pid):
     return pss, rss
 
 
-def cpu_summary():
-    """The CPU model, its logical CPUs, and the instruction sets that decide CPU training speed
-    (from /proc/cpuinfo): AVX2/FMA, AVX-512 (and its bf16 and VNNI extensions), AMX."""
+def cpu_info():
+    """The CPU model, its number of logical CPUs and its flags, from /proc/cpuinfo."""
     model, flags, cpus = "unknown", set(), 0
     with open("/proc/cpuinfo") as f:
         for line in f:
@@ -60,6 +59,18 @@ def cpu_summary():
                 model = value.strip()
             elif key == "flags" and not flags:
                 flags = set(value.split())
+    return model, cpus, flags
+
+
+def has_amx():
+    """Whether the CPU has AMX with bf16, where bf16 matmuls outrun fp32 (the bf16 targets apply)."""
+    return "amx_bf16" in cpu_info()[2]
+
+
+def cpu_summary():
+    """The CPU model, its logical CPUs, and the instruction sets that decide CPU training speed
+    (from /proc/cpuinfo): AVX2/FMA, AVX-512 (and its bf16 and VNNI extensions), AMX."""
+    model, cpus, flags = cpu_info()
     wanted = ["avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_tile", "amx_bf16", "amx_int8"]
     have = [f for f in wanted if f in flags]
     missing = [f for f in wanted if f not in flags]

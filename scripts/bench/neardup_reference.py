@@ -22,6 +22,9 @@ def main():
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
     removed = []
     with open(path) as f:
+        # drawn once, as datasketch's docs advise for many MinHashes: drawing them per record
+        # (seed=1 each time) would time numpy's generator, not the algorithm
+        template = MinHash(num_perm=num_perm, seed=1)
         for line in f:
             record = json.loads(line)
             words = []
@@ -34,7 +37,7 @@ def main():
                 grams = {" ".join(words)}
             else:
                 grams = {" ".join(words[i:i + shingle]) for i in range(len(words) - shingle + 1)}
-            m = MinHash(num_perm=num_perm, seed=1)
+            m = MinHash(num_perm=num_perm, permutations=template.permutations, scheme=template.scheme)
             m.update_batch([g.encode() for g in grams])
             if lsh.query(m):
                 removed.append(record["id"])

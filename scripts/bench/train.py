@@ -227,7 +227,7 @@ def main():
         return
     binary, model, work = sys.argv[1:4]
     print(measure.cpu_summary())
-    amx = "amx_bf16" in measure.cpu_summary().split("; lacks")[0]
+    amx = measure.has_amx()
     peak = matmul_peak_gflops()
     peak16 = matmul_peak_gflops(dtype=torch.bfloat16)
     fpt, n = flops_per_token(model, LENGTH)
