@@ -54,9 +54,9 @@ pub fn parse_device(s: &str) -> anyhow::Result<tch::Device> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dtype {
-    /// 32-bit float: exact on CPU (bf16 matmuls are ten times slower there).
+    /// 32-bit float.
     Fp32,
-    /// bfloat16: the GPU training and inference format.
+    /// bfloat16: fp32's range with 8 bits of precision; fast on recent GPUs and AMX CPUs.
     Bf16,
     /// float16.
     Fp16,
@@ -69,6 +69,25 @@ impl Dtype {
             Dtype::Fp32 => tch::Kind::Float,
             Dtype::Bf16 => tch::Kind::BFloat16,
             Dtype::Fp16 => tch::Kind::Half,
+        }
+    }
+
+    /// The name users type (`--dtype`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::Fp32 => "fp32",
+            Dtype::Bf16 => "bf16",
+            Dtype::Fp16 => "fp16",
+        }
+    }
+
+    /// The format an HF config's `torch_dtype` names (`float32`, `bfloat16`, `float16`), if one of these.
+    pub fn from_torch_dtype(name: &str) -> Option<Dtype> {
+        match name {
+            "float32" => Some(Dtype::Fp32),
+            "bfloat16" => Some(Dtype::Bf16),
+            "float16" => Some(Dtype::Fp16),
+            _ => None,
         }
     }
 }
@@ -187,17 +206,6 @@ pub fn decide(hw: &Hardware) -> ResolvedDtype {
         }
     };
     ResolvedDtype { dtype, reason: format!("auto: {reason}") }
-}
-
-impl Dtype {
-    /// The name users type (`--dtype`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Dtype::Fp32 => "fp32",
-            Dtype::Bf16 => "bf16",
-            Dtype::Fp16 => "fp16",
-        }
-    }
 }
 
 #[cfg(test)]

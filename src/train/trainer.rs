@@ -499,11 +499,7 @@ fn export(config: &Config, shard: &Sharded, main: bool, dir: &Path, kind: Kind, 
 /// The format the source checkpoint declares (`torch_dtype`), the default of the export; fp32
 /// when it declares none (as `from_pretrained` loads it).
 fn source_dtype(config: &Config) -> Dtype {
-    match config.torch_dtype.as_deref() {
-        Some("bfloat16") => Dtype::Bf16,
-        Some("float16") => Dtype::Fp16,
-        _ => Dtype::Fp32,
-    }
+    config.torch_dtype.as_deref().and_then(Dtype::from_torch_dtype).unwrap_or(Dtype::Fp32)
 }
 
 /// This rank's shard as checkpoints save and restore it.
