@@ -363,3 +363,26 @@ fn closed_choices_in_a_recipe_are_checked_when_it_is_read() {
         assert!(err.contains("--device cuda: this machine has 0 CUDA device(s)"), "{err}");
     }
 }
+
+/// `--dtype auto` picks by hardware, so a run preempted on one machine may resume on another where
+/// it picks the other format (or resume a checkpoint from before `auto` was the default): the
+/// checkpoint holds fp32 masters and moments, so it goes on and says so. A format named on the
+/// command line must still match the checkpoint's.
+#[test]
+fn dtype_auto_resumes_a_checkpoint_of_the_other_format() {
+    let s = Scratch::new();
+    let model = tiny_model(&s);
+    let out = s.path("out");
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let amx = cpuinfo.lines().any(|l| l.starts_with("flags") && l.split_whitespace().any(|f| f == "amx_bf16"));
+    let (other, picked) = if amx { ("fp32", "bf16") } else { ("bf16", "fp32") };
+    ok(&short(&model, &out, &["--dtype", other]).iter().map(String::as_str).collect::<Vec<_>>());
+    let step2 = out.join("checkpoints/step-00000002");
+    let resume = |dtype: &str| short(&model, &out, &["--dtype", dtype, "--resume", step2.to_str().unwrap()]);
+    let err = run_fails(&resume(picked));
+    assert!(err.contains(&format!("cannot resume: dtype was {other} in the checkpoint and is {picked} now")), "{err}");
+    let output = run(&resume("auto"));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("warning: dtype changed from {other} to {picked} (--dtype auto)")), "{stderr}");
+}

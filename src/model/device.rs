@@ -111,6 +111,8 @@ pub enum DtypeChoice {
 pub struct ResolvedDtype {
     pub dtype: Dtype,
     pub reason: String,
+    /// Whether `auto` chose it (by hardware, so another machine may choose otherwise).
+    pub auto: bool,
 }
 
 impl std::fmt::Display for ResolvedDtype {
@@ -172,7 +174,7 @@ impl DtypeChoice {
     /// The format for `device` on this machine: a fixed choice as given, `auto` by [`decide`].
     pub fn resolve(self, device: tch::Device) -> ResolvedDtype {
         match self.fixed() {
-            Some(dtype) => ResolvedDtype { dtype, reason: "as asked (--dtype or VICUNA_DTYPE)".into() },
+            Some(dtype) => ResolvedDtype { dtype, reason: "as asked (--dtype or VICUNA_DTYPE)".into(), auto: false },
             None => decide(&Hardware::probe(device)),
         }
     }
@@ -205,7 +207,7 @@ pub fn decide(hw: &Hardware) -> ResolvedDtype {
             (Dtype::Fp32, format!("the CPU ({}) has no AMX, where bf16 matmuls are slower than fp32", hw.cpu_model))
         }
     };
-    ResolvedDtype { dtype, reason: format!("auto: {reason}") }
+    ResolvedDtype { dtype, reason: format!("auto: {reason}"), auto: true }
 }
 
 #[cfg(test)]
@@ -242,7 +244,7 @@ mod tests {
             ),
         ];
         for (h, dtype, reason) in cases {
-            assert_eq!(decide(&h), ResolvedDtype { dtype, reason: reason.into() }, "{h:?}");
+            assert_eq!(decide(&h), ResolvedDtype { dtype, reason: reason.into(), auto: true }, "{h:?}");
         }
         assert_eq!(DtypeChoice::Bf16.resolve(tch::Device::Cpu).dtype, Dtype::Bf16);
     }

@@ -224,7 +224,10 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
     let mut changes = Vec::new();
     let mut last_good = None;
     if let Some((dir, saved)) = from {
-        changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, allow_change)?;
+        // `auto` chose by this machine's hardware; the fp32 masters resume in either format.
+        let by_hardware = cfg.dtype.auto && !allow_change.iter().any(|k| k == "dtype");
+        let allowed: Vec<String> = allow_change.iter().cloned().chain(by_hardware.then(|| "dtype".into())).collect();
+        changes = checkpoint::check_resume_key(&saved.resume_key, &state.resume_key, &allowed)?;
         if main {
             if let Some(aside) = checkpoint::set_aside_newer(&root, saved.step)? {
                 eprintln!(
@@ -246,7 +249,8 @@ pub fn train(cfg: &TrainConfig, resume: Resume, allow_change: &[String]) -> Resu
                 saved.shard_mode
             );
             for c in &changes {
-                eprintln!("warning: {} changed from {} to {} (--allow-change)", c.key, c.checkpoint, c.now);
+                let why = if by_hardware && c.key == "dtype" { "--dtype auto" } else { "--allow-change" };
+                eprintln!("warning: {} changed from {} to {} ({why})", c.key, c.checkpoint, c.now);
             }
         }
         state = TrainState {
