@@ -188,7 +188,7 @@ fn auto_is_bf16_exactly_on_amx_cpus_and_says_why() {
     };
     let reason = if amx { ") has AMX with bf16" } else { ") has no AMX, where bf16 matmuls are slower than fp32" };
     let out = s.path("auto");
-    let mut args = train_args(&model, &out, &["--max-steps", "1", "--dtype", "auto"]);
+    let args = train_args(&model, &out, &["--max-steps", "1", "--dtype", "auto"]);
     let generate = [
         "generate".to_string(),
         "--model".into(),
@@ -198,7 +198,7 @@ fn auto_is_bf16_exactly_on_amx_cpus_and_says_why() {
         "--max-new-tokens".into(),
         "2".into(),
     ];
-    for args in [std::mem::take(&mut args), generate.to_vec()] {
+    for args in [args, generate.to_vec()] {
         let run = vicuna_command().env_remove("VICUNA_DTYPE").args(&args).output().unwrap();
         assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
         let stderr = String::from_utf8_lossy(&run.stderr);
@@ -223,6 +223,9 @@ fn the_export_writes_the_masters_in_the_dtype_asked_for() {
         assert_eq!(t.kind(), Kind::BFloat16, "{name}");
         assert!(t.equal(&masters[name].to_kind(Kind::BFloat16)), "{name}: not the masters rounded");
     }
+    // the fp32 export holds the masters themselves, not the bf16 weights widened back to fp32
+    let widened = masters.values().all(|t| t.equal(&t.to_kind(Kind::BFloat16).to_kind(Kind::Float)));
+    assert!(!widened, "the fp32 export holds only bf16 values: the model's weights, not the masters");
     let config: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(bf16.join("final/config.json")).unwrap()).unwrap();
     assert_eq!(config["torch_dtype"], "bfloat16");
