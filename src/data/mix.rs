@@ -3,8 +3,10 @@
 //! conversations: a weight above 1 repeats the whole source `floor(w)` times and samples the
 //! rest, a weight below 1 samples it, 0 leaves it out. With `--total N` the same proportions
 //! (`w * n` each) are scaled to exactly `N` conversations (largest remainders; ties go to the
-//! earlier source). Copies after the first get the id `{id}_copy{k}` so ids stay unique, and
-//! the whole mix is shuffled, so no source comes in one block.
+//! earlier source). Copies after the first get the id `{id}_copy{k}`, so a source's ids stay
+//! unique (ids two sources share are kept as they are: `convert --from` prefixes them by format),
+//! and the whole mix is shuffled, so no source comes in one block. Mix last: a dedup after it
+//! would take the copies for duplicates.
 //!
 //! Deterministic: every random choice comes from SplitMix64 seeded by `--seed` (one stream per
 //! source for the sample, one for the shuffle), and records are parsed in parallel but written
