@@ -702,7 +702,7 @@ pub enum Stage {
         #[arg(long, default_value_t = 0)]
         seed: u64,
         /// Scale the mix to exactly this many conversations, keeping the weighted proportions.
-        #[arg(long)]
+        #[arg(long, value_parser = count(1..))]
         total: Option<usize>,
         /// With `--tokenizer`: each source's share in tokens too.
         #[command(flatten)]

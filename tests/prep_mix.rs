@@ -164,6 +164,8 @@ fn bad_arguments_and_records_are_refused_by_name() {
     assert!(stderr.contains("the weight must be a finite number at least 0"), "{stderr}");
     let stderr = fails(&["prep", "mix", a.to_str().unwrap(), "-o", o]);
     assert!(stderr.contains(&format!("`{}` is not SOURCE=WEIGHT", a.display())), "{stderr}");
+    let stderr = fails(&["prep", "mix", &arg(&a, "1"), "-o", o, "--total", "0"]);
+    assert!(stderr.contains("invalid value '0' for '--total <TOTAL>'"), "{stderr}");
     let stderr = fails(&["prep", "mix", &arg(&a, "0"), "-o", o, "--total", "5"]);
     assert_eq!(stderr.trim_end(), "error: --total 5: nothing to mix (every source is empty or has weight 0)");
     // more conversations than a mix can hold is refused by name, not allocated (or wrapped)

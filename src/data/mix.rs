@@ -216,9 +216,6 @@ fn counts(sources: &[Weighted], valid: &[Vec<Valid>], total: Option<usize>) -> R
         bail!("--total {total}: more conversations than a mix can hold ({MAX_MIX})");
     }
     if sum <= 0.0 {
-        if total == 0 {
-            return Ok(vec![0; sources.len()]);
-        }
         bail!("--total {total}: nothing to mix (every source is empty or has weight 0)");
     }
     let exact: Vec<f64> = wanted.iter().map(|w| w * total as f64 / sum).collect();
